@@ -1,0 +1,34 @@
+# Builds the BPF object and the native helpers. TypeScript is built by `tsc -p .`.
+# vmlinux.h is generated from the running kernel's BTF (see README: "Why vmlinux.h is generated").
+BUILD   ?= build
+CLANG   ?= clang
+BPFTOOL ?= bpftool
+ARCH    := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -I$(BUILD) -Ibpf
+TOOLS_CFLAGS := -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Itools
+
+BPF_OBJS := $(BUILD)/sockbypass.bpf.o $(BUILD)/sockbypass-netns-blind.bpf.o
+TOOLS    := $(patsubst tools/%.c,$(BUILD)/%,$(filter-out tools/%_test.c tools/common.c,$(wildcard tools/*.c)))
+
+all: $(BPF_OBJS) $(TOOLS)
+
+$(BUILD)/vmlinux.h:
+	@mkdir -p $(BUILD)
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/sockbypass.bpf.o: bpf/sockbypass.bpf.c bpf/sockbypass.h $(BUILD)/vmlinux.h
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# A variant whose key ignores the network namespace. It exists only so the isolation
+# test can show that it would catch a netns-blind key; nothing ships or loads it otherwise.
+$(BUILD)/sockbypass-netns-blind.bpf.o: bpf/sockbypass.bpf.c bpf/sockbypass.h $(BUILD)/vmlinux.h
+	$(CLANG) $(BPF_CFLAGS) -DSOCKBYPASS_TEST_NETNS_BLIND -c $< -o $@
+
+$(BUILD)/%: tools/%.c $(wildcard tools/*.h)
+	@mkdir -p $(BUILD)
+	$(CC) $(TOOLS_CFLAGS) $< -o $@ -lcrypto -lpthread
+
+clean:
+	rm -rf $(BUILD)
+
+.PHONY: all clean
