@@ -7,7 +7,7 @@ ARCH    := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -I$(BUILD) -Ibpf
 TOOLS_CFLAGS := -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Itools
 
-BPF_OBJS := $(BUILD)/sockbypass.bpf.o $(BUILD)/sockbypass-netns-blind.bpf.o
+BPF_OBJS := $(BUILD)/sockbypass.bpf.o $(BUILD)/sockbypass-netns-blind.bpf.o $(BUILD)/layout.bpf.o
 TOOLS    := $(patsubst tools/%.c,$(BUILD)/%,$(filter-out tools/%_test.c tools/common.c,$(wildcard tools/*.c)))
 
 all: $(BPF_OBJS) $(TOOLS)
@@ -17,6 +17,9 @@ $(BUILD)/vmlinux.h:
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/sockbypass.bpf.o: bpf/sockbypass.bpf.c bpf/sockbypass.h $(BUILD)/vmlinux.h
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/layout.bpf.o: bpf/layout.bpf.c bpf/sockbypass.h $(BUILD)/vmlinux.h
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 # A variant whose key ignores the network namespace. It exists only so the isolation

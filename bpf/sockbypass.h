@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Types shared by the sockbypass BPF programs and user space.
+ *
+ * Every struct here has exactly one TypeScript codec (src/layout.ts), and
+ * test/layout.test.ts checks that codec against this layout as the compiled
+ * object's BTF describes it, so a field changed here without the codec fails
+ * the tests instead of corrupting reads.
+ */
+#ifndef SOCKBYPASS_H
+#define SOCKBYPASS_H
+
+/* Bumped whenever a map's key/value layout changes: a pinned load with another
+ * layout version cannot be adopted or replaced in place. */
+#define SOCKBYPASS_LAYOUT_VERSION 1
+
+/*
+ * The sockhash key of one socket, seen from that socket.
+ * Addresses are always 16 bytes: IPv4 is stored as the IPv4-mapped IPv6
+ * address ::ffff:a.b.c.d, so an AF_INET client and the AF_INET6 socket a
+ * dual-stack server accepted for it build matching keys. The network-namespace
+ * cookie keeps identical tuples in two namespaces apart.
+ */
+struct socket_key {
+	__u32 local_ip[4];   /* network byte order */
+	__u32 remote_ip[4];  /* network byte order */
+	__u32 local_port;    /* host byte order */
+	__u32 remote_port;   /* host byte order */
+	__u64 netns_cookie;
+};
+
+/* Runtime policy, one entry in the `settings` array map. */
+enum settings_flags {
+	SETTINGS_PORT_FILTER = 1 << 0, /* accelerate only if either port is in `allowed_ports` */
+	SETTINGS_ADDR_FILTER = 1 << 1, /* accelerate only if both addresses are in `allowed_ranges` */
+};
+
+struct settings {
+	__u32 flags;          /* enum settings_flags */
+	__u32 layout_version; /* SOCKBYPASS_LAYOUT_VERSION of the loader that wrote it */
+};
+
+/* Key of the `allowed_ranges` LPM trie: prefixlen counts bits of the 16-byte form. */
+struct addr_range {
+	__u32 prefixlen;
+	__u32 addr[4];
+};
+
+/* One entry of the per-CPU `counters` array; user space sums it over CPUs. */
+struct counters {
+	__u64 sockets_inserted;
+	__u64 insert_map_full;
+	__u64 insert_exists;
+	__u64 insert_other;
+	__u64 policy_skipped;
+	__u64 sockets_closed;
+	__u64 messages_redirected;
+	__u64 bytes_redirected;
+	__u64 redirect_misses;
+	__u64 bytes_passed;
+	__u64 events_lost;
+};
+
+enum event_type {
+	EVENT_ACCELERATED_ACTIVE = 1,
+	EVENT_ACCELERATED_PASSIVE = 2,
+	EVENT_REFUSED_POLICY = 3,
+	EVENT_REFUSED_MAP_FULL = 4,
+	EVENT_REFUSED_EXISTS = 5,
+	EVENT_REFUSED_OTHER = 6,
+	EVENT_CLOSED = 7,
+};
+
+/* One ring-buffer record. The key carries addresses, ports and netns. */
+struct sock_event {
+	__u64 timestamp_ns;  /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 socket_cookie;
+	struct socket_key key;
+	__u32 type;          /* enum event_type */
+	__u32 family;        /* AF_INET or AF_INET6, as the socket was created */
+	__s32 error;         /* the insert's errno for EVENT_REFUSED_* (negative), else 0 */
+	__u32 pid;           /* tgid of the current task; 0 where the hook runs in softirq */
+	char comm[16];
+};
+
+#ifdef __BPF__
+/*
+ * Read one ctx field with a load of fixed offset. Reading every field
+ * unconditionally and through volatile keeps clang from merging the IPv4 and
+ * IPv6 reads into one computed ctx offset, which the verifier rejects
+ * ("dereference of modified ctx ptr").
+ */
+#define SOCKBYPASS_CTX_READ(ctx, field) (*(volatile __u32 *)&(ctx)->field)
+
+static __always_inline void socket_addr_from(__u32 out[4], __u32 family, __u32 ip4,
+					     __u32 a, __u32 b, __u32 c, __u32 d)
+{
+	if (family == 2 /* AF_INET */) {
+		out[0] = 0;
+		out[1] = 0;
+		out[2] = bpf_htonl(0x0000ffff);
+		out[3] = ip4;
+	} else {
+		out[0] = a;
+		out[1] = b;
+		out[2] = c;
+		out[3] = d;
+	}
+}
+
+/*
+ * The one key builder, used by both programs: `ctx` is a struct bpf_sock_ops *
+ * or a struct sk_msg_md *, which name their address fields alike. With
+ * `peer` set it builds the key the other end of the connection inserted for
+ * itself (local and remote swapped), which is what sk_msg redirects to.
+ * Both contexts keep local_port in host order and remote_port in network
+ * order in the upper 16 bits, hence the bpf_ntohl.
+ */
+#define socket_key_build(key, ctx, netns, peer)                                          \
+	({                                                                                \
+		__u32 __fam = SOCKBYPASS_CTX_READ(ctx, family);                           \
+		__u32 __l[4], __r[4];                                                     \
+		socket_addr_from(__l, __fam, SOCKBYPASS_CTX_READ(ctx, local_ip4),         \
+				 SOCKBYPASS_CTX_READ(ctx, local_ip6[0]),                  \
+				 SOCKBYPASS_CTX_READ(ctx, local_ip6[1]),                  \
+				 SOCKBYPASS_CTX_READ(ctx, local_ip6[2]),                  \
+				 SOCKBYPASS_CTX_READ(ctx, local_ip6[3]));                 \
+		socket_addr_from(__r, __fam, SOCKBYPASS_CTX_READ(ctx, remote_ip4),        \
+				 SOCKBYPASS_CTX_READ(ctx, remote_ip6[0]),                 \
+				 SOCKBYPASS_CTX_READ(ctx, remote_ip6[1]),                 \
+				 SOCKBYPASS_CTX_READ(ctx, remote_ip6[2]),                 \
+				 SOCKBYPASS_CTX_READ(ctx, remote_ip6[3]));                \
+		__u32 __lp = SOCKBYPASS_CTX_READ(ctx, local_port);                        \
+		__u32 __rp = bpf_ntohl(SOCKBYPASS_CTX_READ(ctx, remote_port));            \
+		socket_key_fill(key, (peer) ? __r : __l, (peer) ? __l : __r,              \
+				(peer) ? __rp : __lp, (peer) ? __lp : __rp, netns);       \
+		__fam;                                                                    \
+	})
+
+static __always_inline void socket_key_fill(struct socket_key *key, const __u32 local[4],
+					    const __u32 remote[4], __u32 local_port,
+					    __u32 remote_port, __u64 netns)
+{
+	key->local_ip[0] = local[0];
+	key->local_ip[1] = local[1];
+	key->local_ip[2] = local[2];
+	key->local_ip[3] = local[3];
+	key->remote_ip[0] = remote[0];
+	key->remote_ip[1] = remote[1];
+	key->remote_ip[2] = remote[2];
+	key->remote_ip[3] = remote[3];
+	key->local_port = local_port;
+	key->remote_port = remote_port;
+	key->netns_cookie = netns;
+}
+#endif /* __BPF__ */
+
+#endif /* SOCKBYPASS_H */

@@ -1,0 +1,95 @@
+/** cgroup v2: where it is mounted, checking a target directory, and naming one by id. */
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { join, relative, resolve, isAbsolute } from 'node:path';
+import { cgroupMissing, noCgroup2 } from './errors.js';
+
+/** Mount points of one filesystem type, from /proc/mounts. */
+export function mountsOfType(fsType: string, mountsText = readFileSync('/proc/mounts', 'utf8')): string[] {
+  return mountsText
+    .split('\n')
+    .map((line) => line.split(' '))
+    .filter((f) => f[2] === fsType && f[1] !== undefined)
+    .map((f) => (f[1] as string).replace(/\\040/g, ' '));
+}
+
+/** The cgroup2 mount point (first in /proc/mounts). */
+export function cgroup2Mount(mountsText?: string): string {
+  const mount = mountsOfType('cgroup2', mountsText)[0];
+  if (!mount) throw noCgroup2();
+  return mount;
+}
+
+/**
+ * The absolute cgroup directory for `path`: undefined means the mount's root;
+ * a relative path is taken inside the mount; an absolute one must lie inside it.
+ */
+export function resolveCgroup(path?: string): string {
+  const mount = cgroup2Mount();
+  const full = path === undefined ? mount : isAbsolute(path) ? resolve(path) : resolve(mount, path);
+  const rel = relative(mount, full);
+  if (rel.startsWith('..') || isAbsolute(rel)) throw cgroupMissing(full, `is not inside the cgroup2 mount ${mount}`);
+  if (!existsSync(full)) throw cgroupMissing(full, 'does not exist');
+  if (!statSync(full).isDirectory() || !existsSync(join(full, 'cgroup.procs'))) {
+    throw cgroupMissing(full, 'is not a cgroup directory');
+  }
+  return full;
+}
+
+/** cgroup id (the directory's inode on cgroup2) of a cgroup directory. */
+export function cgroupId(dir: string): bigint {
+  return statSync(dir, { bigint: true }).ino;
+}
+
+/** Find the directory of a cgroup id by walking the hierarchy (bounded depth). */
+export function cgroupPathById(id: bigint, maxDepth = 8): string | undefined {
+  const mount = cgroup2Mount();
+  const walk = (dir: string, depth: number): string | undefined => {
+    if (cgroupId(dir) === id) return dir;
+    if (depth >= maxDepth) return undefined;
+    let entries: string[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+    } catch {
+      return undefined;
+    }
+    for (const name of entries) {
+      const found = walk(join(dir, name), depth + 1);
+      if (found) return found;
+    }
+    return undefined;
+  };
+  return walk(mount, 0);
+}
+
+/** Create a child cgroup (for tests and the bench). */
+export function createCgroup(name: string, parent = cgroup2Mount()): string {
+  const dir = join(parent, name);
+  mkdirSync(dir);
+  return dir;
+}
+
+/** Move a process into a cgroup. */
+export function moveToCgroup(dir: string, pid: number): void {
+  writeFileSync(join(dir, 'cgroup.procs'), `${pid}\n`);
+}
+
+export function cgroupProcs(dir: string): number[] {
+  return readFileSync(join(dir, 'cgroup.procs'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map(Number);
+}
+
+/** Remove a cgroup, first moving any process left in it to the parent. */
+export function removeCgroup(dir: string): void {
+  if (!existsSync(dir)) return;
+  const parent = resolve(dir, '..');
+  for (const pid of cgroupProcs(dir)) {
+    try {
+      moveToCgroup(parent, pid);
+    } catch {
+      // The process exited meanwhile.
+    }
+  }
+  rmdirSync(dir);
+}

@@ -1,0 +1,24 @@
+/** sockbypass's library API. The CLI (src/cli/) is a thin layer over this. */
+export { load, DEFAULT_MAX_ENTRIES, type LoadOptions, type LoadResult } from './load.js';
+export { unload, type UnloadOptions, type UnloadResult } from './unload.js';
+export { status, readCounters, type Status, type ProgramStatus } from './status.js';
+export { PinnedState, withPinnedState } from './state.js';
+export { ALLOW_ALL, readPolicy, writePolicy, formatPolicy, validatePolicy, type Policy } from './policy.js';
+export { listSockets, pairSockets, type AcceleratedSocket, type SocketPair } from './connections.js';
+export {
+  decodeSocketKey,
+  encodeSocketKey,
+  peerKey,
+  decodeSockEvent,
+  sumCounters,
+  type SocketKey,
+  type Counters,
+  type SockEvent,
+  type EventType,
+} from './layout.js';
+export { formatAddress, formatEndpoint, parseAddress, parseRange } from './address.js';
+export { cgroup2Mount, resolveCgroup, createCgroup, removeCgroup, moveToCgroup } from './cgroup.js';
+export { DEFAULT_PIN_DIR, ensureBpffs } from './bpffs.js';
+export { SockbypassError, EXIT, type ExitCode } from './errors.js';
+export { DEFAULT_OBJECT, PACKAGE_ROOT } from './paths.js';
+export * as libbpf from './libbpf/index.js';

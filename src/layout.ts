@@ -1,0 +1,207 @@
+/**
+ * The one TypeScript codec of each struct in bpf/sockbypass.h.
+ * test/layout.test.ts checks every codec's size and offsets, and the enum
+ * values below, against the BTF that clang emitted for the C header.
+ */
+import { StructCodec } from './codec.js';
+import { formatAddress, parseAddress } from './address.js';
+
+/** Must equal SOCKBYPASS_LAYOUT_VERSION in bpf/sockbypass.h (checked by test). */
+export const LAYOUT_VERSION = 1;
+
+interface RawSocketKey {
+  localIp: Buffer;
+  remoteIp: Buffer;
+  localPort: number;
+  remotePort: number;
+  netnsCookie: bigint;
+}
+
+export const socketKeyCodec = new StructCodec<RawSocketKey>('socket_key', [
+  { name: 'localIp', c: 'local_ip', type: { array: 'u32', length: 4 } },
+  { name: 'remoteIp', c: 'remote_ip', type: { array: 'u32', length: 4 } },
+  { name: 'localPort', c: 'local_port', type: 'u32' },
+  { name: 'remotePort', c: 'remote_port', type: 'u32' },
+  { name: 'netnsCookie', c: 'netns_cookie', type: 'u64' },
+]);
+
+/** One socket's view of its connection, as the sockhash keys it. */
+export interface SocketKey {
+  /** Dotted quad for IPv4 and IPv4-mapped, IPv6 text otherwise. */
+  localAddress: string;
+  remoteAddress: string;
+  localPort: number;
+  remotePort: number;
+  netnsCookie: bigint;
+}
+
+function keyFromRaw(raw: RawSocketKey): SocketKey {
+  return {
+    localAddress: formatAddress(raw.localIp),
+    remoteAddress: formatAddress(raw.remoteIp),
+    localPort: raw.localPort,
+    remotePort: raw.remotePort,
+    netnsCookie: raw.netnsCookie,
+  };
+}
+
+export function decodeSocketKey(buf: Buffer, offset = 0): SocketKey {
+  return keyFromRaw(socketKeyCodec.decode(buf, offset));
+}
+
+export function encodeSocketKey(key: SocketKey): Buffer {
+  return socketKeyCodec.encode({
+    localIp: parseAddress(key.localAddress),
+    remoteIp: parseAddress(key.remoteAddress),
+    localPort: key.localPort,
+    remotePort: key.remotePort,
+    netnsCookie: key.netnsCookie,
+  });
+}
+
+/** The key the other end of the same connection inserts for itself. */
+export function peerKey(key: SocketKey): SocketKey {
+  return {
+    localAddress: key.remoteAddress,
+    remoteAddress: key.localAddress,
+    localPort: key.remotePort,
+    remotePort: key.localPort,
+    netnsCookie: key.netnsCookie,
+  };
+}
+
+export const SETTINGS_FLAGS = { portFilter: 1 << 0, addressFilter: 1 << 1 } as const;
+
+export interface Settings {
+  flags: number;
+  layoutVersion: number;
+}
+
+export const settingsCodec = new StructCodec<Settings>('settings', [
+  { name: 'flags', c: 'flags', type: 'u32' },
+  { name: 'layoutVersion', c: 'layout_version', type: 'u32' },
+]);
+
+interface RawAddrRange {
+  prefixLength: number;
+  addr: Buffer;
+}
+
+export const addrRangeCodec = new StructCodec<RawAddrRange>('addr_range', [
+  { name: 'prefixLength', c: 'prefixlen', type: 'u32' },
+  { name: 'addr', c: 'addr', type: { array: 'u32', length: 4 } },
+]);
+
+/** Summed over CPUs. Counts since load; `--replace` keeps them. */
+export interface Counters {
+  socketsInserted: number;
+  insertMapFull: number;
+  insertExists: number;
+  insertOther: number;
+  policySkipped: number;
+  socketsClosed: number;
+  messagesRedirected: number;
+  bytesRedirected: number;
+  redirectMisses: number;
+  bytesPassed: number;
+  eventsLost: number;
+}
+
+const COUNTER_FIELDS: ReadonlyArray<[keyof Counters, string]> = [
+  ['socketsInserted', 'sockets_inserted'],
+  ['insertMapFull', 'insert_map_full'],
+  ['insertExists', 'insert_exists'],
+  ['insertOther', 'insert_other'],
+  ['policySkipped', 'policy_skipped'],
+  ['socketsClosed', 'sockets_closed'],
+  ['messagesRedirected', 'messages_redirected'],
+  ['bytesRedirected', 'bytes_redirected'],
+  ['redirectMisses', 'redirect_misses'],
+  ['bytesPassed', 'bytes_passed'],
+  ['eventsLost', 'events_lost'],
+];
+
+type RawCounters = Record<keyof Counters, bigint>;
+
+export const countersCodec = new StructCodec<RawCounters>(
+  'counters',
+  COUNTER_FIELDS.map(([name, c]) => ({ name, c, type: 'u64' as const })),
+);
+
+export function zeroCounters(): Counters {
+  return Object.fromEntries(COUNTER_FIELDS.map(([name]) => [name, 0])) as unknown as Counters;
+}
+
+/** Sum the per-CPU copies of the counters struct. */
+export function sumCounters(perCpu: readonly Buffer[]): Counters {
+  const total = zeroCounters();
+  for (const buf of perCpu) {
+    const raw = countersCodec.decode(buf);
+    for (const [name] of COUNTER_FIELDS) total[name] += Number(raw[name]);
+  }
+  return total;
+}
+
+/** Values of enum event_type (checked against BTF). */
+export const EVENT_TYPES = {
+  accelerated_active: 1,
+  accelerated_passive: 2,
+  refused_policy: 3,
+  refused_map_full: 4,
+  refused_exists: 5,
+  refused_other: 6,
+  closed: 7,
+} as const;
+export type EventType = keyof typeof EVENT_TYPES;
+const EVENT_NAMES = new Map<number, EventType>(
+  Object.entries(EVENT_TYPES).map(([name, value]) => [value, name as EventType]),
+);
+
+interface RawSockEvent {
+  timestampNs: bigint;
+  socketCookie: bigint;
+  key: RawSocketKey;
+  type: number;
+  family: number;
+  error: number;
+  pid: number;
+  comm: string;
+}
+
+export const sockEventCodec = new StructCodec<RawSockEvent>('sock_event', [
+  { name: 'timestampNs', c: 'timestamp_ns', type: 'u64' },
+  { name: 'socketCookie', c: 'socket_cookie', type: 'u64' },
+  { name: 'key', c: 'key', type: socketKeyCodec as StructCodec<object> },
+  { name: 'type', c: 'type', type: 'u32' },
+  { name: 'family', c: 'family', type: 'u32' },
+  { name: 'error', c: 'error', type: 's32' },
+  { name: 'pid', c: 'pid', type: 'u32' },
+  { name: 'comm', c: 'comm', type: { chars: 16 } },
+]);
+
+export interface SockEvent {
+  /** CLOCK_MONOTONIC nanoseconds. */
+  timestampNs: bigint;
+  type: EventType | 'unknown';
+  family: 'inet' | 'inet6' | 'other';
+  socketCookie: bigint;
+  key: SocketKey;
+  /** Negative errno of a refused insert, else 0. */
+  error: number;
+  pid: number;
+  comm: string;
+}
+
+export function decodeSockEvent(buf: Buffer, offset = 0): SockEvent {
+  const raw = sockEventCodec.decode(buf, offset);
+  return {
+    timestampNs: raw.timestampNs,
+    type: EVENT_NAMES.get(raw.type) ?? 'unknown',
+    family: raw.family === 2 ? 'inet' : raw.family === 10 ? 'inet6' : 'other',
+    socketCookie: raw.socketCookie,
+    key: keyFromRaw(raw.key),
+    error: raw.error,
+    pid: raw.pid,
+    comm: raw.comm,
+  };
+}

@@ -1,0 +1,185 @@
+/**
+ * Turning the bypass on: open → configure → load → attach → pin, unwinding
+ * on any failure so nothing is left half-attached. `replace` swaps new
+ * programs into a running load without touching its maps, so connections
+ * already accelerated are not disturbed.
+ */
+import { closeSync, constants, existsSync, mkdirSync, openSync, rmdirSync } from 'node:fs';
+import {
+  BpfObject,
+  BpfMap,
+  NotSupportedError,
+  PermissionError,
+  attachSkMsg,
+  attachSockOps,
+  unpinPath,
+  type Link,
+} from './libbpf/index.js';
+import { DEFAULT_PIN_DIR, ensureBpffs } from './bpffs.js';
+import { cgroupPathById, resolveCgroup } from './cgroup.js';
+import { kernelUnsupported, notPermitted, objectMissing, otherVersionLoaded } from './errors.js';
+import { MAP_NAMES, PROGRAMS, pinPath, pinState, type MapName } from './pins.js';
+import { ALLOW_ALL, validatePolicy, writePolicy, type Policy } from './policy.js';
+import { checkKernel, checkPrivileges } from './preflight.js';
+import { DEFAULT_OBJECT } from './paths.js';
+import { PinnedState } from './state.js';
+
+export const DEFAULT_MAX_ENTRIES = 65536;
+
+export interface LoadOptions {
+  /** cgroup v2 directory to attach to; default the cgroup2 mount's root. */
+  cgroup?: string;
+  pinDir?: string;
+  objectPath?: string;
+  /** Swap new programs into an existing load instead of refusing. */
+  replace?: boolean;
+  /** Capacity of the sockhash (sockets, two per connection). Fresh loads only. */
+  maxEntries?: number;
+  /** Fresh loads only; `replace` keeps the running policy. */
+  policy?: Policy;
+}
+
+export interface LoadResult {
+  outcome: 'loaded' | 'already-loaded' | 'replaced';
+  pinDir: string;
+  /** The attach cgroup's directory (or its id, when the directory is gone). */
+  cgroup: string;
+  programIds: { sockOps: number; skMsg: number };
+}
+
+function loadObject(objectPath: string, configure: (obj: BpfObject) => void): BpfObject {
+  if (!existsSync(objectPath)) throw objectMissing(objectPath);
+  const obj = BpfObject.open(objectPath);
+  try {
+    configure(obj);
+    obj.load();
+    return obj;
+  } catch (err) {
+    obj.close();
+    if (err instanceof PermissionError) throw notPermitted('load the BPF programs', err);
+    throw err;
+  }
+}
+
+function describeCgroup(state: PinnedState): string {
+  const id = state.links.link_sockops.info().cgroupId;
+  if (id === undefined) return 'unknown';
+  return cgroupPathById(id) ?? `cgroup id ${id}`;
+}
+
+function programIds(state: PinnedState): LoadResult['programIds'] {
+  return {
+    sockOps: state.links.link_sockops.info().programId,
+    skMsg: state.links.link_sk_msg.info().programId,
+  };
+}
+
+export function load(options: LoadOptions = {}): LoadResult {
+  const pinDir = options.pinDir ?? DEFAULT_PIN_DIR;
+  const objectPath = options.objectPath ?? DEFAULT_OBJECT;
+  checkPrivileges('load sockbypass');
+  if (!existsSync(objectPath)) throw objectMissing(objectPath);
+  checkKernel();
+  if (options.policy) validatePolicy(options.policy);
+  const cgroupDir = resolveCgroup(options.cgroup);
+  ensureBpffs(pinDir);
+
+  const existing = pinState(pinDir);
+  if (existing === 'partial') {
+    throw otherVersionLoaded(pinDir, 'an incomplete set of pins, left by a failed or different version');
+  }
+  if (existing === 'complete') {
+    const state = PinnedState.open(pinDir);
+    try {
+      if (!options.replace) {
+        return { outcome: 'already-loaded', pinDir, cgroup: describeCgroup(state), programIds: programIds(state) };
+      }
+      return replacePrograms(state, objectPath);
+    } finally {
+      state.close();
+    }
+  }
+  return loadFresh(pinDir, objectPath, cgroupDir, options);
+}
+
+function loadFresh(pinDir: string, objectPath: string, cgroupDir: string, options: LoadOptions): LoadResult {
+  const obj = loadObject(objectPath, (o) => o.setMaxEntries('sock_hash', options.maxEntries ?? DEFAULT_MAX_ENTRIES));
+  const links: Link[] = [];
+  const pinned: string[] = [];
+  let cgroupFd = -1;
+  let createdDir = false;
+  try {
+    const maps = Object.fromEntries(MAP_NAMES.map((n) => [n, obj.map(n)])) as Record<MapName, BpfMap>;
+    writePolicy(maps, options.policy ?? ALLOW_ALL);
+
+    // sk_msg first: a socket inserted before its map has a verdict program would never be redirected.
+    const skMsg = obj.program(PROGRAMS.skMsg);
+    const sockOps = obj.program(PROGRAMS.sockOps);
+    const skMsgLink = attach(() => attachSkMsg(skMsg.fd, maps.sock_hash.fd));
+    links.push(skMsgLink);
+    cgroupFd = openSync(cgroupDir, constants.O_RDONLY | constants.O_DIRECTORY);
+    const sockOpsLink = attach(() => attachSockOps(sockOps.fd, cgroupFd, cgroupDir));
+    links.push(sockOpsLink);
+
+    if (!existsSync(pinDir)) {
+      mkdirSync(pinDir);
+      createdDir = true;
+    }
+    for (const name of MAP_NAMES) {
+      maps[name].pin(pinPath(pinDir, name));
+      pinned.push(pinPath(pinDir, name));
+    }
+    skMsgLink.pin(pinPath(pinDir, 'link_sk_msg'));
+    pinned.push(pinPath(pinDir, 'link_sk_msg'));
+    sockOpsLink.pin(pinPath(pinDir, 'link_sockops'));
+    pinned.push(pinPath(pinDir, 'link_sockops'));
+
+    return {
+      outcome: 'loaded',
+      pinDir,
+      cgroup: cgroupDir,
+      programIds: { sockOps: sockOps.info().id, skMsg: skMsg.info().id },
+    };
+  } catch (err) {
+    // Unwind: without pins, closing the links below detaches them.
+    for (const path of pinned.reverse()) unpinPath(path);
+    if (createdDir) rmdirSync(pinDir);
+    throw err;
+  } finally {
+    for (const link of links.reverse()) link.close();
+    if (cgroupFd >= 0) closeSync(cgroupFd);
+    obj.close();
+  }
+}
+
+function attach(body: () => Link): Link {
+  try {
+    return body();
+  } catch (err) {
+    if (err instanceof PermissionError) throw notPermitted('attach the BPF programs', err);
+    if (err instanceof NotSupportedError) throw kernelUnsupported(err.message, err);
+    throw err;
+  }
+}
+
+/** Load new programs against the pinned maps and swap them into the pinned links. */
+function replacePrograms(state: PinnedState, objectPath: string): LoadResult {
+  const obj = loadObject(objectPath, (o) => {
+    for (const name of MAP_NAMES) o.reuseMap(name, state.maps[name].fd);
+  });
+  try {
+    const skMsg = obj.program(PROGRAMS.skMsg);
+    const sockOps = obj.program(PROGRAMS.sockOps);
+    state.links.link_sk_msg.update(skMsg.fd);
+    state.links.link_sockops.update(sockOps.fd);
+    return {
+      outcome: 'replaced',
+      pinDir: state.pinDir,
+      cgroup: describeCgroup(state),
+      programIds: { sockOps: sockOps.info().id, skMsg: skMsg.info().id },
+    };
+  } finally {
+    obj.close();
+  }
+}
+

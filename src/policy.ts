@@ -1,0 +1,85 @@
+/**
+ * Which connections sockbypass accelerates, kept in maps so it changes at
+ * runtime without a reload. A change applies to connections established
+ * afterwards; accelerated ones stay so until they close.
+ *
+ * ports: a connection qualifies if either of its ports is listed.
+ * ranges: a connection qualifies if both of its addresses fall in a range.
+ */
+import type { BpfMap } from './libbpf/index.js';
+import { addrRangeCodec, LAYOUT_VERSION, SETTINGS_FLAGS, settingsCodec } from './layout.js';
+import { formatAddress, parseRange } from './address.js';
+import { usage } from './errors.js';
+
+export interface Policy {
+  /** null: every port. */
+  ports: number[] | null;
+  /** null: every address. CIDR text, e.g. "127.0.0.0/8", "::1/128". */
+  ranges: string[] | null;
+}
+
+export const ALLOW_ALL: Policy = { ports: null, ranges: null };
+
+export interface PolicyMaps {
+  settings: BpfMap;
+  allowed_ports: BpfMap;
+  allowed_ranges: BpfMap;
+}
+
+export function validatePolicy(policy: Policy): void {
+  for (const p of policy.ports ?? []) {
+    if (!Number.isInteger(p) || p < 1 || p > 65535) throw usage(`bad port ${p}: want 1..65535`);
+  }
+  for (const r of policy.ranges ?? []) {
+    try {
+      parseRange(r);
+    } catch (err) {
+      throw usage((err as Error).message);
+    }
+  }
+}
+
+function clear(map: BpfMap): void {
+  for (const key of [...map.keys()]) map.delete(key);
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+}
+
+export function writePolicy(maps: PolicyMaps, policy: Policy): void {
+  validatePolicy(policy);
+  // Sets first, then the flags that turn them on, so no new connection sees a half-written filter.
+  clear(maps.allowed_ports);
+  for (const p of policy.ports ?? []) maps.allowed_ports.update(u32(p), Buffer.from([1]));
+  clear(maps.allowed_ranges);
+  for (const r of policy.ranges ?? []) {
+    const { addr, prefixLength } = parseRange(r);
+    maps.allowed_ranges.update(addrRangeCodec.encode({ prefixLength, addr }), Buffer.from([1]));
+  }
+  const flags = (policy.ports ? SETTINGS_FLAGS.portFilter : 0) | (policy.ranges ? SETTINGS_FLAGS.addressFilter : 0);
+  maps.settings.update(u32(0), settingsCodec.encode({ flags, layoutVersion: LAYOUT_VERSION }));
+}
+
+export function readPolicy(maps: PolicyMaps): Policy {
+  const value = maps.settings.lookup(u32(0));
+  const flags = value ? settingsCodec.decode(value).flags : 0;
+  const ports = [...maps.allowed_ports.keys()].map((k) => k.readUInt32LE(0)).sort((a, b) => a - b);
+  const ranges = [...maps.allowed_ranges.keys()].map((k) => {
+    const { prefixLength, addr } = addrRangeCodec.decode(k);
+    const text = formatAddress(addr);
+    return text.includes(':') ? `${text}/${prefixLength}` : `${text}/${prefixLength - 96}`;
+  });
+  return {
+    ports: flags & SETTINGS_FLAGS.portFilter ? ports : null,
+    ranges: flags & SETTINGS_FLAGS.addressFilter ? ranges : null,
+  };
+}
+
+export function formatPolicy(policy: Policy): string {
+  const ports = policy.ports ? policy.ports.join(',') : 'all';
+  const ranges = policy.ranges ? policy.ranges.join(',') : 'all';
+  return `ports ${ports}; addresses ${ranges}`;
+}

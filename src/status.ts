@@ -1,0 +1,68 @@
+/** What is loaded, where, with which policy, how full, and the counters. */
+import { DEFAULT_PIN_DIR } from './bpffs.js';
+import { cgroupPathById } from './cgroup.js';
+import { programInfo } from './libbpf/index.js';
+import { fn } from './libbpf/ffi.js';
+import { closeSync } from 'node:fs';
+import { sumCounters, zeroCounters, type Counters } from './layout.js';
+import { pinState } from './pins.js';
+import { readPolicy, type Policy } from './policy.js';
+import { PinnedState, withPinnedState } from './state.js';
+
+export interface ProgramStatus {
+  id: number;
+  name: string;
+  tag: string;
+}
+
+export interface Status {
+  loaded: boolean;
+  pinDir: string;
+  cgroup?: string;
+  cgroupId?: string;
+  programs?: { sockOps: ProgramStatus; skMsg: ProgramStatus };
+  policy?: Policy;
+  map?: { entries: number; maxEntries: number };
+  counters: Counters;
+}
+
+function programStatus(id: number): ProgramStatus {
+  const fd = fn.bpf_prog_get_fd_by_id(id) as number;
+  if (fd < 0) return { id, name: '?', tag: '?' };
+  try {
+    const info = programInfo(fd);
+    return { id, name: info.name, tag: info.tag };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function readCounters(state: PinnedState): Counters {
+  const perCpu = state.maps.counters.lookupPerCpu(Buffer.alloc(4));
+  return perCpu ? sumCounters(perCpu) : zeroCounters();
+}
+
+export function status(options: { pinDir?: string } = {}): Status {
+  const pinDir = options.pinDir ?? DEFAULT_PIN_DIR;
+  if (pinState(pinDir) === 'none') return { loaded: false, pinDir, counters: zeroCounters() };
+  return withPinnedState(pinDir, (state) => {
+    const sockOpsLink = state.links.link_sockops.info();
+    const skMsgLink = state.links.link_sk_msg.info();
+    const cgroupId = sockOpsLink.cgroupId;
+    const sockHash = state.maps.sock_hash;
+    const result: Status = {
+      loaded: true,
+      pinDir,
+      programs: { sockOps: programStatus(sockOpsLink.programId), skMsg: programStatus(skMsgLink.programId) },
+      policy: readPolicy(state.maps),
+      map: { entries: sockHash.count(), maxEntries: sockHash.info.maxEntries },
+      counters: readCounters(state),
+    };
+    if (cgroupId !== undefined) {
+      result.cgroupId = cgroupId.toString();
+      result.cgroup = cgroupPathById(cgroupId) ?? `(cgroup id ${cgroupId})`;
+    }
+    return result;
+  });
+}
+

@@ -1,0 +1,61 @@
+/**
+ * Turning the bypass off: detach both programs, then remove the pins.
+ * Sockets already accelerated keep their redirect until they close (each
+ * holds the sk_msg program, which holds the map), so no live data is lost;
+ * nothing here deletes a map entry.
+ */
+import { existsSync, readdirSync, rmdirSync } from 'node:fs';
+import { unpinPath } from './libbpf/index.js';
+import { DEFAULT_PIN_DIR } from './bpffs.js';
+import { LINK_NAMES, MAP_NAMES, pinPath, pinState } from './pins.js';
+import { checkPrivileges } from './preflight.js';
+import { PinnedState } from './state.js';
+import { listSockets, pairSockets } from './connections.js';
+import { otherVersionLoaded } from './errors.js';
+
+export interface UnloadOptions {
+  pinDir?: string;
+  /** Remove a partial set of pins left by a crash. */
+  force?: boolean;
+}
+
+export interface UnloadResult {
+  outcome: 'unloaded' | 'not-loaded' | 'removed-remnant';
+  pinDir: string;
+  /** Sockets in the map when unloading; they stay accelerated until they close. */
+  acceleratedSockets: number;
+  /** Connections with both ends in the map. */
+  acceleratedConnections: number;
+}
+
+function removePins(pinDir: string): void {
+  for (const name of [...LINK_NAMES, ...MAP_NAMES]) unpinPath(pinPath(pinDir, name));
+  if (existsSync(pinDir) && readdirSync(pinDir).length === 0) rmdirSync(pinDir);
+}
+
+export function unload(options: UnloadOptions = {}): UnloadResult {
+  const pinDir = options.pinDir ?? DEFAULT_PIN_DIR;
+  checkPrivileges('unload sockbypass');
+  const state = pinState(pinDir);
+  if (state === 'none') {
+    if (existsSync(pinDir)) rmdirSync(pinDir);
+    return { outcome: 'not-loaded', pinDir, acceleratedSockets: 0, acceleratedConnections: 0 };
+  }
+  if (state === 'partial') {
+    if (!options.force) throw otherVersionLoaded(pinDir, 'an incomplete set of pins; remove them with unload --force');
+    removePins(pinDir);
+    return { outcome: 'removed-remnant', pinDir, acceleratedSockets: 0, acceleratedConnections: 0 };
+  }
+  const opened = PinnedState.open(pinDir);
+  try {
+    const sockets = listSockets(opened.maps.sock_hash);
+    const connections = pairSockets(sockets).filter((p) => p.b).length;
+    // sock_ops first: no socket enters the map after its verdict program is gone.
+    opened.links.link_sockops.detach();
+    opened.links.link_sk_msg.detach();
+    removePins(pinDir);
+    return { outcome: 'unloaded', pinDir, acceleratedSockets: sockets.length, acceleratedConnections: connections };
+  } finally {
+    opened.close();
+  }
+}
