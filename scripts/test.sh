@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: installs and builds (setup.sh), then runs every test
+# file with Node's test runner. Privileged tests load BPF for real as root;
+# under CI=true one that cannot run fails instead of skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# One file at a time: privileged tests share the kernel and the 2 CPUs.
+exec node --test --test-concurrency=1 --test-reporter=spec dist/test/*.test.js

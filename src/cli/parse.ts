@@ -1,0 +1,47 @@
+/** Parsing of flag values shared by several commands; each failure is a usage error. */
+import { usage } from '../errors.js';
+import type { Policy } from '../policy.js';
+import { validatePolicy } from '../policy.js';
+
+export function parsePositiveInt(name: string, text: string | undefined, max = 2 ** 31 - 1): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text)) throw usage(`--${name} wants a whole number, got ${JSON.stringify(text)}`);
+  const n = Number(text);
+  if (n < 1 || n > max) throw usage(`--${name} must be between 1 and ${max}, got ${n}`);
+  return n;
+}
+
+export function parsePorts(text: string): number[] {
+  const ports = text.split(',').map((p) => p.trim());
+  return ports.map((p) => {
+    if (!/^\d+$/.test(p)) throw usage(`--ports wants a comma-separated list of ports, got ${JSON.stringify(p)}`);
+    return Number(p);
+  });
+}
+
+/** Policy from --ports/--ranges/--all-ports/--all-ranges; undefined parts stay as they are. */
+export function parsePolicyFlags(
+  values: Record<string, unknown>,
+  current: Policy,
+): { policy: Policy; changed: boolean } {
+  const policy: Policy = { ...current };
+  let changed = false;
+  if (typeof values.ports === 'string') {
+    policy.ports = parsePorts(values.ports);
+    changed = true;
+  }
+  if (values['all-ports'] === true) {
+    policy.ports = null;
+    changed = true;
+  }
+  if (typeof values.ranges === 'string') {
+    policy.ranges = values.ranges.split(',').map((r) => r.trim());
+    changed = true;
+  }
+  if (values['all-ranges'] === true) {
+    policy.ranges = null;
+    changed = true;
+  }
+  validatePolicy(policy);
+  return { policy, changed };
+}

@@ -1,0 +1,31 @@
+import { DEFAULT_PIN_DIR } from '../bpffs.js';
+import { checkPrivileges } from '../preflight.js';
+import { formatPolicy, readPolicy, writePolicy } from '../policy.js';
+import { withPinnedState } from '../state.js';
+import { COMMON, str, toJson, type Command } from './command.js';
+import { parsePolicyFlags } from './parse.js';
+
+export const policyCommand: Command = {
+  name: 'policy',
+  summary: 'show or change which connections are accelerated, at runtime (new connections only)',
+  usage: `sockbypass policy [--ports P,P.. | --all-ports] [--ranges CIDR,.. | --all-ranges] [--pin-dir DIR] [--json]
+  with no flags it prints the policy in force`,
+  options: {
+    ...COMMON,
+    ports: { type: 'string' },
+    ranges: { type: 'string' },
+    'all-ports': { type: 'boolean' },
+    'all-ranges': { type: 'boolean' },
+  },
+  run(values, _pos, out) {
+    checkPrivileges('change the sockbypass policy');
+    const pinDir = str(values, 'pin-dir') ?? DEFAULT_PIN_DIR;
+    const policy = withPinnedState(pinDir, (state) => {
+      const { policy: next, changed } = parsePolicyFlags(values, readPolicy(state.maps));
+      if (changed) writePolicy(state.maps, next);
+      return readPolicy(state.maps);
+    });
+    out.write(out.json ? toJson(policy) + '\n' : `policy: ${formatPolicy(policy)}\n`);
+    return 0;
+  },
+};
