@@ -24,7 +24,7 @@ const ROW_HEIGHT = 28;
 const BAR_HEIGHT = 14;
 const BOTTOM = 96;
 /** A ratio of exactly 1.0 still gets a visible sliver. */
-const MIN_BAR_WIDTH = 2;
+const MIN_BAR_WIDTH = 3;
 
 export function escapeXml(text: string): string {
   return text
@@ -167,8 +167,11 @@ export function renderRatioChartSvg(summaries: readonly WorkloadSummary[], optio
     [`<line x1="7" y1="-12" x2="7" y2="4" stroke="${REFERENCE_COLOR}" stroke-width="3"/>`, "AF_UNIX / off"],
   ];
   parts.push(`<g class="legend" transform="translate(${plotLeft} ${legendY})">`);
-  for (const [index, [swatch, text]] of legendItems.entries()) {
-    parts.push(`<g transform="translate(${index * 118} 0)">${swatch}<text x="20" y="0">${escapeXml(text)}</text></g>`);
+  let legendX = 0;
+  for (const [swatch, text] of legendItems) {
+    parts.push(`<g transform="translate(${legendX} 0)">${swatch}<text x="20" y="0">${escapeXml(text)}</text></g>`);
+    // Swatch, gap, text at roughly 7 px per character at 12 px, then spacing.
+    legendX += 20 + text.length * 7 + 24;
   }
   parts.push("</g>");
   parts.push("</svg>");

@@ -58,7 +58,7 @@ function tableRow(summary: WorkloadSummary): string[] {
       : `${summary.ratioMin.toFixed(2)}-${summary.ratioMax.toFixed(2)}`;
   return [
     summary.workload,
-    `${summary.metric} (${display.label})`,
+    summary.metric === display.label ? summary.metric : `${summary.metric} (${display.label})`,
     medianCell(summary.on, display),
     rangeCell(summary.on, display),
     medianCell(summary.off, display),
