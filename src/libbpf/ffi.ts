@@ -30,9 +30,13 @@ const libc = loadLibrary('libc.so.6');
 koffi.opaque('bpf_object');
 koffi.opaque('bpf_program');
 koffi.opaque('bpf_map');
+koffi.opaque('ring_buffer');
 
 /** libbpf's print callback; on x86_64 and arm64 a va_list argument arrives as a pointer. */
 export const PrintFn = koffi.proto('int libbpf_print_fn(int level, const char *fmt, void *args)');
+
+/** libbpf's ring_buffer_sample_fn: called once per record during ring_buffer__consume/poll. */
+export const RingBufferSampleFn = koffi.proto('int ring_buffer_sample_fn(void *ctx, void *data, size_t size)');
 
 /** The prefix of struct bpf_object_open_opts (libbpf 1.1) that sockbypass sets. */
 export const ObjectOpenOpts = koffi.struct('bpf_object_open_opts', {
@@ -91,6 +95,11 @@ export const fn = {
   bpf_prog_detach2: lib.func('int bpf_prog_detach2(int prog_fd, int target_fd, int type)'),
   bpf_prog_get_fd_by_id: lib.func('int bpf_prog_get_fd_by_id(uint32 id)'),
   bpf_map_get_fd_by_id: lib.func('int bpf_map_get_fd_by_id(uint32 id)'),
+
+  ring_buffer__new: lib.func('ring_buffer *ring_buffer__new(int map_fd, ring_buffer_sample_fn *sample_cb, void *ctx, const void *opts)'),
+  ring_buffer__poll: lib.func('int ring_buffer__poll(ring_buffer *rb, int timeout_ms)'),
+  ring_buffer__consume: lib.func('int ring_buffer__consume(ring_buffer *rb)'),
+  ring_buffer__free: lib.func('void ring_buffer__free(ring_buffer *rb)'),
 
   vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *args)'),
 };

@@ -15,3 +15,4 @@ export {
   strerror,
 } from './errors.js';
 export { setLibbpfLogHandler, captureLibbpfLog, type LibbpfLevel, type LibbpfLogHandler } from './log.js';
+export { RingBuffer, type RecordHandler, type RingBufferOptions } from './ringbuf.js';
