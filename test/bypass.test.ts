@@ -1,0 +1,229 @@
+/**
+ * The core promise, with BPF loaded for real into a cgroup of the test's own:
+ * local TCP inside the cgroup is redirected socket to socket (both ends in
+ * the map, counters cover the bytes, data intact, lo sees only handshake and
+ * teardown), and nothing else is touched.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { requirePrivileged } from './support/privileged.js';
+import { freePort, withSandbox, type Sandbox } from './support/sandbox.js';
+import { bpftoolCgroupAttachments, bpftoolMapKeys, bpftoolPrograms, captureLo, waitForLine } from './support/witness.js';
+import { load } from '../src/load.js';
+import { unload } from '../src/unload.js';
+import { status } from '../src/status.js';
+import { withPinnedState } from '../src/state.js';
+import { writePolicy } from '../src/policy.js';
+import { listSockets, pairSockets } from '../src/connections.js';
+import { encodeSocketKey, peerKey, type Counters } from '../src/layout.js';
+
+const TRANSFER = join(import.meta.dirname, 'support', 'transfer.js');
+const MB = 1024 * 1024;
+
+interface TransferDone {
+  bytes: number;
+  clientToServerIntact: boolean;
+  serverToClientIntact: boolean;
+}
+
+function counters(sb: Sandbox): Counters {
+  return status({ pinDir: sb.pinDir }).counters;
+}
+
+/** Run transfer.js inside the sandbox cgroup; `whileOpen` runs after DONE, while the connection is held open. */
+async function transfer(
+  sb: Sandbox,
+  opts: { listen?: string; connect?: string; port?: number; bytes?: number; holdMs?: number; cgroup?: string | null },
+  whileOpen?: (ports: { serverPort: number; clientPort: number }) => void | Promise<void>,
+): Promise<TransferDone & { serverPort: number; clientPort: number }> {
+  const args = [
+    TRANSFER,
+    '--listen', opts.listen ?? '127.0.0.1',
+    '--connect', opts.connect ?? '127.0.0.1',
+    '--port', String(opts.port ?? 0),
+    '--bytes', String(opts.bytes ?? 32 * MB),
+    '--hold-ms', String(opts.holdMs ?? (whileOpen ? 2000 : 0)),
+  ];
+  const p = sb.start(process.execPath, args, opts.cgroup === undefined ? {} : { cgroup: opts.cgroup });
+  const connected = JSON.parse((await waitForLine(p, /^CONNECTED (.*)$/m))[1] as string) as { serverPort: number; clientPort: number };
+  const done = JSON.parse((await waitForLine(p, /^DONE (.*)$/m, 120_000))[1] as string) as TransferDone;
+  if (whileOpen) await whileOpen(connected);
+  const exit = await p.done;
+  assert.equal(exit.code, 0, `transfer failed: ${exit.stderr}`);
+  return { ...done, ...connected };
+}
+
+test('a bulk transfer inside the cgroup is redirected and intact, and lo sees only handshake and teardown', async (t) => {
+  if (!requirePrivileged(t)) return;
+  await withSandbox('bulk', async (sb) => {
+    load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
+    const port = await freePort();
+    const capture = await captureLo(sb, port);
+    const before = counters(sb);
+    const bytes = 64 * MB;
+    const result = await transfer(sb, { port, bytes }, ({ serverPort, clientPort }) => {
+      // Both ends are in the map, keyed as each end sees the connection.
+      const sockets = withPinnedState(sb.pinDir, (s) => listSockets(s.maps.sock_hash));
+      const client = sockets.find((s) => s.key.localPort === clientPort && s.key.remotePort === serverPort);
+      const server = sockets.find((s) => s.key.localPort === serverPort && s.key.remotePort === clientPort);
+      assert.ok(client, 'client socket in the map');
+      assert.ok(server, 'server socket in the map');
+      // sock_ops built the server's key as the mirror of the client's: the key sk_msg builds for the peer.
+      assert.deepEqual(server.key, peerKey(client.key));
+      assert.equal(pairSockets(sockets).filter((p) => p.b).length, 1);
+      assert.notEqual(client.cookie, server.cookie);
+      // bpftool, independently, sees the same two keys.
+      const keys = bpftoolMapKeys(join(sb.pinDir, 'sock_hash'));
+      assert.ok(keys.includes(encodeSocketKey(client.key).toString('hex')), 'bpftool sees the client key');
+      assert.ok(keys.includes(encodeSocketKey(server.key).toString('hex')), 'bpftool sees the server key');
+    });
+    const packets = await capture.stop();
+    const after = counters(sb);
+    assert.ok(result.clientToServerIntact, 'client → server SHA-256 matches');
+    assert.ok(result.serverToClientIntact, 'server → client SHA-256 matches');
+    assert.equal(after.socketsInserted - before.socketsInserted, 2);
+    assert.ok(after.bytesRedirected - before.bytesRedirected >= 2 * bytes, `redirected ${after.bytesRedirected - before.bytesRedirected} B`);
+    assert.equal(after.redirectMisses - before.redirectMisses, 0, 'every message found its peer');
+    // Handshake (3) + teardown (about 4): a few packets, not thousands.
+    assert.ok(packets <= 16, `lo carried ${packets} packets with the bypass on`);
+    t.diagnostic(`bypass on: ${packets} packets on lo for ${2 * bytes} bytes`);
+  });
+});
+
+test('without sockbypass the same transfer shows thousands of packets on lo', async (t) => {
+  if (!requirePrivileged(t)) return;
+  await withSandbox('nobypass', async (sb) => {
+    const port = await freePort();
+    const capture = await captureLo(sb, port);
+    const result = await transfer(sb, { port, bytes: 64 * MB });
+    const packets = await capture.stop();
+    assert.ok(result.clientToServerIntact && result.serverToClientIntact);
+    assert.ok(packets > 1000, `lo carried ${packets} packets without the bypass`);
+    t.diagnostic(`bypass off: ${packets} packets on lo for ${2 * 64 * MB} bytes`);
+  });
+});
+
+/** Run iperf3 server+client inside the cgroup; return what the counters saw. */
+async function iperf3(sb: Sandbox, serverArgs: string[], clientHost: string): Promise<{ delta: Counters; bitsPerSecond: number }> {
+  const port = await freePort();
+  const server = sb.start('iperf3', ['-s', '-1', '--forceflush', '-p', String(port), ...serverArgs]);
+  await waitForLine(server, /Server listening/);
+  const before = counters(sb);
+  const client = await sb.run('iperf3', ['-c', clientHost, '-p', String(port), '-t', '1', '-l', '128K', '--json']);
+  assert.equal(client.code, 0, client.stderr);
+  await server.done;
+  const after = counters(sb);
+  const delta = Object.fromEntries(
+    Object.entries(after).map(([k, v]) => [k, v - before[k as keyof Counters]]),
+  ) as unknown as Counters;
+  const json = JSON.parse(client.stdout) as { end: { sum_received: { bits_per_second: number } } };
+  return { delta, bitsPerSecond: json.end.sum_received.bits_per_second };
+}
+
+test('a dual-stack iperf3 server (no -4) and a native ::1 pair are both accelerated', async (t) => {
+  if (!requirePrivileged(t)) return;
+  await withSandbox('dualstack', async (sb) => {
+    load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
+    // iperf3 -s listens on ::, so the AF_INET client meets an AF_INET6 socket with a mapped address.
+    const mapped = await iperf3(sb, [], '127.0.0.1');
+    // iperf3 opens a control and a data connection: 4 sockets, all paired.
+    assert.equal(mapped.delta.socketsInserted, 4);
+    assert.equal(mapped.delta.redirectMisses, 0);
+    assert.ok(mapped.delta.bytesRedirected > 1 * MB, `mapped: ${mapped.delta.bytesRedirected} B redirected`);
+    const v6 = await iperf3(sb, [], '::1');
+    assert.equal(v6.delta.socketsInserted, 4);
+    assert.equal(v6.delta.redirectMisses, 0);
+    assert.ok(v6.delta.bytesRedirected > 1 * MB, `::1: ${v6.delta.bytesRedirected} B redirected`);
+    t.diagnostic(`iperf3 -l 128K, bypass on: IPv4→dual-stack ${(mapped.bitsPerSecond / 1e9).toFixed(1)} Gbit/s, ::1 ${(v6.bitsPerSecond / 1e9).toFixed(1)} Gbit/s`);
+  });
+});
+
+test('a connection from outside the target cgroup is not touched', async (t) => {
+  if (!requirePrivileged(t)) return;
+  await withSandbox('outside', async (sb) => {
+    load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
+    const before = counters(sb);
+    const result = await transfer(sb, { bytes: 8 * MB, cgroup: null });
+    const after = counters(sb);
+    assert.ok(result.clientToServerIntact && result.serverToClientIntact);
+    assert.deepEqual(after, before, 'no counter moved');
+  });
+});
+
+test('policy: a port outside the allowed set is not accelerated, and a runtime change affects new connections only', async (t) => {
+  if (!requirePrivileged(t)) return;
+  await withSandbox('policy', async (sb) => {
+    const allowed = await freePort();
+    let other = await freePort();
+    while (other === allowed) other = await freePort();
+    load({ cgroup: sb.cgroup, pinDir: sb.pinDir, policy: { ports: [allowed], ranges: null } });
+
+    let before = counters(sb);
+    await transfer(sb, { port: other, bytes: 4 * MB });
+    let after = counters(sb);
+    assert.equal(after.socketsInserted - before.socketsInserted, 0, 'other port not accelerated');
+    assert.equal(after.policySkipped - before.policySkipped, 2, 'both ends skipped by policy');
+
+    before = after;
+    await transfer(sb, { port: allowed, bytes: 4 * MB });
+    after = counters(sb);
+    assert.equal(after.socketsInserted - before.socketsInserted, 2, 'allowed port accelerated');
+
+    // A connection open across a policy change keeps its state; new ones follow the new policy.
+    before = after;
+    const held = await transfer(sb, { port: allowed, bytes: 4 * MB }, () => {
+      withPinnedState(sb.pinDir, (s) => writePolicy(s.maps, { ports: [other], ranges: null }));
+      const stillThere = withPinnedState(sb.pinDir, (s) => listSockets(s.maps.sock_hash)).filter(
+        (s) => s.key.localPort === allowed || s.key.remotePort === allowed,
+      );
+      assert.equal(stillThere.length, 2, 'the open connection stays accelerated');
+    });
+    assert.ok(held.clientToServerIntact && held.serverToClientIntact);
+    const mid = counters(sb);
+    assert.equal(mid.socketsInserted - before.socketsInserted, 2);
+    await transfer(sb, { port: allowed, bytes: 4 * MB });
+    await transfer(sb, { port: other, bytes: 4 * MB });
+    after = counters(sb);
+    assert.equal(after.socketsInserted - mid.socketsInserted, 2, 'only the newly allowed port');
+    assert.equal(after.policySkipped - mid.policySkipped, 2, 'the formerly allowed port is now skipped');
+
+    // Address ranges: both addresses must be in a range.
+    withPinnedState(sb.pinDir, (s) => writePolicy(s.maps, { ports: null, ranges: ['::1/128'] }));
+    before = counters(sb);
+    await transfer(sb, { bytes: 1 * MB });
+    await transfer(sb, { listen: '::1', connect: '::1', bytes: 1 * MB });
+    after = counters(sb);
+    assert.equal(after.socketsInserted - before.socketsInserted, 2, 'only the ::1 pair');
+    assert.equal(after.policySkipped - before.policySkipped, 2, 'the 127.0.0.1 pair skipped');
+  });
+});
+
+test('unload during a live, verified transfer: the transfer completes intact and nothing of ours is left', async (t) => {
+  if (!requirePrivileged(t)) return;
+  const programsBefore = new Set(bpftoolPrograms().map((p) => p.id));
+  let ourIds: number[] = [];
+  await withSandbox('unload-live', async (sb) => {
+    const loaded = load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
+    ourIds = [loaded.programIds.sockOps, loaded.programIds.skMsg];
+    const p = sb.start(process.execPath, [TRANSFER, '--bytes', String(1024 * MB)]);
+    await waitForLine(p, /^CONNECTED/m);
+    // Let data flow through the redirect for a moment, then pull the plug.
+    await new Promise((r) => setTimeout(r, 200));
+    const mid = counters(sb);
+    assert.ok(mid.bytesRedirected > 0, 'data was being redirected before unload');
+    const result = unload({ pinDir: sb.pinDir });
+    assert.equal(result.outcome, 'unloaded');
+    assert.equal(result.acceleratedConnections, 1, 'unload reports the live connection');
+    const done = JSON.parse((await waitForLine(p, /^DONE (.*)$/m, 120_000))[1] as string) as TransferDone;
+    assert.ok(done.clientToServerIntact, 'client → server intact across unload');
+    assert.ok(done.serverToClientIntact, 'server → client intact across unload');
+    assert.equal((await p.done).code, 0);
+    assert.equal(existsSync(sb.pinDir), false, 'pin folder removed');
+    assert.deepEqual(bpftoolCgroupAttachments(sb.cgroup.split('/').pop() as string), []);
+  });
+  // The sockets are closed now: their programs are released.
+  const left = bpftoolPrograms().filter((p) => ourIds.includes(p.id) || (!programsBefore.has(p.id) && p.name.startsWith('sockbypass')));
+  assert.deepEqual(left, [], 'bpftool prog show lists none of our programs');
+});
