@@ -70,7 +70,7 @@ export const objectMissing = (path: string) =>
 export const otherVersionLoaded = (pinDir: string, found: string) =>
   new SockbypassError(
     `a different sockbypass version is loaded at ${pinDir} (${found})`,
-    `unload it first with the version that loaded it, or: sockbypass unload --pin-dir ${pinDir}`,
+    `unload it first with the version that loaded it, or remove it: sockbypass unload --force --pin-dir ${pinDir}`,
     EXIT.otherVersionLoaded,
   );
 

@@ -5,13 +5,13 @@
  * nothing here deletes a map entry.
  */
 import { existsSync, readdirSync, rmdirSync } from 'node:fs';
-import { unpinPath } from './libbpf/index.js';
+import { openPinnedLinkIfAny, unpinPath } from './libbpf/index.js';
 import { DEFAULT_PIN_DIR } from './bpffs.js';
 import { LINK_NAMES, MAP_NAMES, pinPath, pinState } from './pins.js';
 import { checkPrivileges } from './preflight.js';
 import { PinnedState } from './state.js';
 import { listSockets, pairSockets } from './connections.js';
-import { otherVersionLoaded } from './errors.js';
+import { otherVersionLoaded, SockbypassError, EXIT } from './errors.js';
 
 export interface UnloadOptions {
   pinDir?: string;
@@ -26,6 +26,19 @@ export interface UnloadResult {
   acceleratedSockets: number;
   /** Connections with both ends in the map. */
   acceleratedConnections: number;
+}
+
+/** Detach whatever links are pinned, without reading any map: works for any layout version. */
+function detachPinnedLinks(pinDir: string): void {
+  for (const name of LINK_NAMES) {
+    const link = openPinnedLinkIfAny(pinPath(pinDir, name), name);
+    if (!link) continue;
+    try {
+      link.detach();
+    } finally {
+      link.close();
+    }
+  }
 }
 
 function removePins(pinDir: string): void {
@@ -43,10 +56,20 @@ export function unload(options: UnloadOptions = {}): UnloadResult {
   }
   if (state === 'partial') {
     if (!options.force) throw otherVersionLoaded(pinDir, 'an incomplete set of pins; remove them with unload --force');
+    detachPinnedLinks(pinDir);
     removePins(pinDir);
     return { outcome: 'removed-remnant', pinDir, acceleratedSockets: 0, acceleratedConnections: 0 };
   }
-  const opened = PinnedState.open(pinDir);
+  let opened: PinnedState;
+  try {
+    opened = PinnedState.open(pinDir);
+  } catch (err) {
+    if (!(options.force && err instanceof SockbypassError && err.exitCode === EXIT.otherVersionLoaded)) throw err;
+    // Another layout version: its maps cannot be read, but its links and pins can still go.
+    detachPinnedLinks(pinDir);
+    removePins(pinDir);
+    return { outcome: 'removed-remnant', pinDir, acceleratedSockets: 0, acceleratedConnections: 0 };
+  }
   try {
     const sockets = listSockets(opened.maps.sock_hash);
     const connections = pairSockets(sockets).filter((p) => p.b).length;

@@ -45,7 +45,9 @@ export async function main(argv: string[], write = (s: string) => process.stdout
     try {
       parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
     } catch (err) {
-      throw new SockbypassError(`sockbypass ${name}: ${(err as Error).message}`, `usage: ${command.usage}`, EXIT.usage);
+      // Node's parseArgs messages run on with advice about '--'; the first sentence is the point.
+      const first = (err as Error).message.split('. ')[0] ?? String(err);
+      throw new SockbypassError(`${name}: ${first}`, `see: sockbypass ${name} --help`, EXIT.usage);
     }
     if (parsed.values.help) {
       write(command.usage + '\n');

@@ -1,7 +1,12 @@
-import { status } from '../status.js';
+import { readCounters, status } from '../status.js';
 import { formatPolicy } from '../policy.js';
-import { COMMON, str, toJson, type Command } from './command.js';
+import { COMMON, str, toJson, type Command, type Output } from './command.js';
 import type { Counters } from '../layout.js';
+import { DEFAULT_PIN_DIR } from '../bpffs.js';
+import { pinState } from '../pins.js';
+import { PinnedState } from '../state.js';
+import { usage } from '../errors.js';
+import { stopSignal, timeOfDay } from './trace.js';
 
 export function formatCounters(c: Counters): string {
   return [
@@ -17,9 +22,13 @@ export function formatCounters(c: Counters): string {
 export const statusCommand: Command = {
   name: 'status',
   summary: 'whether the bypass is on, where, its policy, map fill and counters',
-  usage: `sockbypass status [--pin-dir DIR] [--json]`,
-  options: { ...COMMON },
+  usage: `sockbypass status [--pin-dir DIR] [--json] [--watch [--interval S]]
+  --watch       refresh the counters with per-second rates until Ctrl-C
+  --interval S  seconds between refreshes (default 1; fractions allowed)`,
+  options: { ...COMMON, watch: { type: 'boolean' }, interval: { type: 'string' } },
   run(values, _pos, out) {
+    if (values.watch === true) return watchStatus(str(values, 'pin-dir') ?? DEFAULT_PIN_DIR, parseInterval(str(values, 'interval')), out);
+    if (values.interval !== undefined) throw usage('--interval needs --watch');
     const s = status({ pinDir: str(values, 'pin-dir') });
     if (out.json) {
       out.write(toJson(s, 2) + '\n');
@@ -44,3 +53,86 @@ export const statusCommand: Command = {
     return 0;
   },
 };
+
+function parseInterval(text: string | undefined): number {
+  if (text === undefined) return 1;
+  const n = Number(text);
+  if (!/^\d*\.?\d+$/.test(text) || !(n >= 0.05) || n > 3600) {
+    throw usage(`--interval wants seconds between 0.05 and 3600, got ${JSON.stringify(text)}`);
+  }
+  return n;
+}
+
+type Rates = Record<keyof Counters, number>;
+
+const WATCH_ROWS: ReadonlyArray<[string, keyof Counters]> = [
+  ['sockets accelerated', 'socketsInserted'],
+  ['sockets closed', 'socketsClosed'],
+  ['insert failed: map full', 'insertMapFull'],
+  ['insert failed: exists', 'insertExists'],
+  ['insert failed: other', 'insertOther'],
+  ['skipped by policy', 'policySkipped'],
+  ['messages redirected', 'messagesRedirected'],
+  ['bytes redirected', 'bytesRedirected'],
+  ['redirect misses', 'redirectMisses'],
+  ['bytes passed to TCP', 'bytesPassed'],
+  ['events lost', 'eventsLost'],
+];
+
+/** One refresh of status --watch, as text. */
+export function formatWatch(
+  c: Counters,
+  rates: Rates | undefined,
+  map: { entries: number; maxEntries: number },
+  when: Date,
+  intervalS: number,
+): string {
+  const rate = (k: keyof Counters) => (rates ? rates[k].toFixed(1) : '-');
+  const lines = [
+    `sockbypass at ${timeOfDay(when)}, every ${intervalS} s (Ctrl-C to stop)`,
+    `  sockhash                    ${map.entries} of ${map.maxEntries} entries`,
+    `  ${'counter'.padEnd(26)}${'total'.padStart(16)}${'per second'.padStart(14)}`,
+    ...WATCH_ROWS.map(([label, k]) => `  ${label.padEnd(26)}${String(c[k]).padStart(16)}${rate(k).padStart(14)}`),
+  ];
+  return lines.join('\n') + '\n';
+}
+
+async function watchStatus(pinDir: string, intervalS: number, out: Output): Promise<number> {
+  const state = PinnedState.open(pinDir);
+  const signal = stopSignal();
+  const tty = process.stdout.isTTY === true && !out.json;
+  let prev: { c: Counters; at: bigint } | undefined;
+  try {
+    for (;;) {
+      if (pinState(pinDir) !== 'complete') {
+        out.write(out.json ? toJson({ time: new Date().toISOString(), loaded: false }) + '\n' : `sockbypass was unloaded from ${pinDir}\n`);
+        return 0;
+      }
+      const at = process.hrtime.bigint();
+      const c = readCounters(state);
+      const map = { entries: state.maps.sock_hash.count(), maxEntries: state.maps.sock_hash.info.maxEntries };
+      let rates: Rates | undefined;
+      if (prev) {
+        const dt = Number(at - prev.at) / 1e9;
+        const p = prev.c;
+        rates = Object.fromEntries(
+          (Object.keys(c) as Array<keyof Counters>).map((k) => [k, dt > 0 ? (c[k] - p[k]) / dt : 0]),
+        ) as Rates;
+      }
+      prev = { c, at };
+      const now = new Date();
+      if (out.json) out.write(toJson({ time: now.toISOString(), loaded: true, map, counters: c, rates: rates ?? null }) + '\n');
+      else out.write((tty ? '\x1b[H\x1b[2J' : prev && rates ? '\n' : '') + formatWatch(c, rates, map, now, intervalS));
+      let timer: NodeJS.Timeout | undefined;
+      const stopped = await Promise.race([
+        signal.stopped.then(() => true),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), intervalS * 1000))),
+      ]);
+      clearTimeout(timer);
+      if (stopped) return 0;
+    }
+  } finally {
+    signal.dispose();
+    state.close();
+  }
+}
