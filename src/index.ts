@@ -6,6 +6,16 @@ export { PinnedState, withPinnedState } from './state.js';
 export { ALLOW_ALL, readPolicy, writePolicy, formatPolicy, validatePolicy, type Policy } from './policy.js';
 export { listSockets, pairSockets, type AcceleratedSocket, type SocketPair } from './connections.js';
 export {
+  connections,
+  describeSockets,
+  type ConnectionDetails,
+  type SocketDetails,
+  type NetnsRef,
+} from './connections.js';
+export { watchEvents, eventDate, EventResolver, type WatchEventsOptions, type EventWatch, type EventContext } from './events.js';
+export { listNetns, socketOwners, diagSockets, type NetnsEntry, type SocketOwner, type DiagSocket } from './sockdiag.js';
+export { startAgent, createMetrics, DEFAULT_METRICS_ADDR, type RunOptions, type Agent, type AgentStop } from './run.js';
+export {
   decodeSocketKey,
   encodeSocketKey,
   peerKey,

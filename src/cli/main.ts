@@ -11,8 +11,12 @@ import { loadCommand } from './load.js';
 import { unloadCommand } from './unload.js';
 import { statusCommand } from './status.js';
 import { policyCommand } from './policy.js';
+import { traceCommand } from './trace.js';
+import { connectionsCommand } from './connections.js';
+import { runCommand } from './run.js';
 
 const COMMANDS: Command[] = [loadCommand, unloadCommand, statusCommand, policyCommand];
+COMMANDS.push(traceCommand, connectionsCommand, runCommand);
 
 export function registerCommand(command: Command): void {
   COMMANDS.push(command);

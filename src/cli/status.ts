@@ -6,7 +6,7 @@ import { DEFAULT_PIN_DIR } from '../bpffs.js';
 import { pinState } from '../pins.js';
 import { PinnedState } from '../state.js';
 import { usage } from '../errors.js';
-import { stopSignal, timeOfDay } from './trace.js';
+import { stopSignal, timeOfDay } from './live.js';
 
 export function formatCounters(c: Counters): string {
   return [

@@ -1,0 +1,239 @@
+/**
+ * `sockbypass run`: a foreground agent. It loads sockbypass (or adopts a load
+ * already pinned), serves Prometheus metrics and a health check over HTTP,
+ * optionally streams the data plane's events, and on stop unloads what it
+ * loaded (unless told to keep it). A load it adopted is always left in place.
+ *
+ * The Prometheus counters mirror the kernel's per-CPU counters: each scrape
+ * reads the absolute values (collect()), so they are exact and survive an
+ * agent restart the way the kernel's counters do (they count since load).
+ */
+import { createServer, type Server } from 'node:http';
+import { isIPv6 } from 'node:net';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { DEFAULT_PIN_DIR } from './bpffs.js';
+import { usage, SockbypassError, EXIT } from './errors.js';
+import { watchEvents, type EventWatch } from './events.js';
+import { peerKey, decodeSocketKey, encodeSocketKey, type Counters, type SockEvent } from './layout.js';
+import { load, type LoadOptions, type LoadResult } from './load.js';
+import { pinState } from './pins.js';
+import { PinnedState } from './state.js';
+import { readCounters } from './status.js';
+import { unload, type UnloadResult } from './unload.js';
+
+export const DEFAULT_METRICS_ADDR = '127.0.0.1:9464';
+
+export interface RunOptions extends LoadOptions {
+  /** host:port (IPv6 as [addr]:port) for /metrics and /healthz. Port 0 picks a free one. */
+  metricsAddr?: string;
+  /** Keep the load on stop even when this agent made it. */
+  keep?: boolean;
+  /** Receive the data plane's events (this agent then consumes the ring buffer). */
+  onEvent?: (event: SockEvent) => void;
+  onLost?: (count: number, total: number) => void;
+  /** Errors that happen in the background (event reading). */
+  onError?: (err: unknown) => void;
+}
+
+export interface AgentStop {
+  /** What unload reported, when the agent unloaded. */
+  unloaded?: UnloadResult;
+  /** Why the load was left in place, when it was. */
+  kept?: 'adopted' | 'keep';
+}
+
+export interface Agent {
+  load: LoadResult;
+  /** Whether this agent made the load (and so unloads it on stop unless keep). */
+  loadedByUs: boolean;
+  pinDir: string;
+  /** Where /metrics is served: the bound address. */
+  metrics: { host: string; port: number; url: string };
+  registry: Registry;
+  stop(): Promise<AgentStop>;
+}
+
+/** Parse "host:port" / "[v6]:port". */
+export function parseHostPort(text: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:]+):(\d+)$/.exec(text);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !m[1] || !Number.isInteger(port) || port > 65535) {
+    throw usage(`--metrics-addr wants HOST:PORT (IPv6 as [ADDR]:PORT), got ${JSON.stringify(text)}`);
+  }
+  return { host: m[1], port };
+}
+
+interface Snapshot {
+  loaded: boolean;
+  counters: Counters;
+  mapEntries: number;
+  mapCapacity: number;
+  connections: number;
+}
+
+/** Read everything a scrape reports, from the pinned maps. */
+export function snapshot(state: PinnedState): Snapshot {
+  const keys = new Set<string>();
+  for (const k of state.maps.sock_hash.keys()) keys.add(k.toString('hex'));
+  let pairedEnds = 0;
+  for (const hex of keys) {
+    if (keys.has(encodeSocketKey(peerKey(decodeSocketKey(Buffer.from(hex, 'hex')))).toString('hex'))) pairedEnds++;
+  }
+  return {
+    loaded: pinState(state.pinDir) === 'complete',
+    counters: readCounters(state),
+    mapEntries: keys.size,
+    mapCapacity: state.maps.sock_hash.info.maxEntries,
+    connections: pairedEnds / 2,
+  };
+}
+
+/**
+ * A private prom-client Registry whose metrics read the kernel counters on
+ * every scrape. `read` is called at most once per scrape (cached for 100 ms).
+ */
+export function createMetrics(read: () => Snapshot): Registry {
+  const registry = new Registry();
+  let cached: { at: number; value: Snapshot } | undefined;
+  const get = (): Snapshot => {
+    const now = Date.now();
+    if (!cached || now - cached.at > 100) cached = { at: now, value: read() };
+    return cached.value;
+  };
+  const counter = (name: string, help: string, field: keyof Counters) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(get().counters[field]);
+      },
+    });
+  counter('sockbypass_sockets_accelerated_total', 'Sockets put into the sockhash (two per same-host connection).', 'socketsInserted');
+  counter('sockbypass_sockets_closed_total', 'Accelerated sockets that closed.', 'socketsClosed');
+  counter('sockbypass_policy_skipped_total', 'Established sockets the policy (ports, ranges) left on the normal path.', 'policySkipped');
+  counter('sockbypass_redirected_messages_total', 'sendmsg calls redirected straight into the peer socket.', 'messagesRedirected');
+  counter('sockbypass_redirected_bytes_total', 'Bytes redirected straight into the peer socket.', 'bytesRedirected');
+  counter('sockbypass_redirect_misses_total', 'sendmsg calls of accelerated sockets whose peer was not in the map (sent over TCP).', 'redirectMisses');
+  counter('sockbypass_passed_bytes_total', 'Bytes of redirect misses, sent over the normal TCP path.', 'bytesPassed');
+  counter('sockbypass_events_lost_total', 'Events dropped because the ring buffer was full.', 'eventsLost');
+  new Counter({
+    name: 'sockbypass_insert_failures_total',
+    help: 'Sockets that could not be put into the sockhash, by reason.',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      const c = get().counters;
+      this.reset();
+      this.inc({ reason: 'map_full' }, c.insertMapFull);
+      this.inc({ reason: 'exists' }, c.insertExists);
+      this.inc({ reason: 'other' }, c.insertOther);
+    },
+  });
+  const gauge = (name: string, help: string, value: (s: Snapshot) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(value(get()));
+      },
+    });
+  gauge('sockbypass_loaded', '1 while the load this agent serves is pinned, else 0.', (s) => (s.loaded ? 1 : 0));
+  gauge('sockbypass_map_entries', 'Sockets in the sockhash now.', (s) => s.mapEntries);
+  gauge('sockbypass_map_capacity', 'Capacity of the sockhash (max_entries).', (s) => s.mapCapacity);
+  gauge('sockbypass_map_fill_ratio', 'Sockhash entries / capacity.', (s) => (s.mapCapacity ? s.mapEntries / s.mapCapacity : 0));
+  gauge('sockbypass_accelerated_connections', 'Connections with both ends in the sockhash now.', (s) => s.connections);
+  return registry;
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+export async function startAgent(options: RunOptions = {}): Promise<Agent> {
+  const { host, port } = parseHostPort(options.metricsAddr ?? DEFAULT_METRICS_ADDR);
+  const pinDir = options.pinDir ?? DEFAULT_PIN_DIR;
+  const loaded = load({ ...options, pinDir, replace: false });
+  const loadedByUs = loaded.outcome === 'loaded';
+  let state: PinnedState | undefined;
+  let watch: EventWatch | undefined;
+  let server: Server | undefined;
+  const release = () => {
+    watch?.close();
+    state?.close();
+    if (server) {
+      server.close();
+      server.closeAllConnections();
+    }
+  };
+  try {
+    state = PinnedState.open(pinDir);
+    const opened = state;
+    const registry = createMetrics(() => snapshot(opened));
+    server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      } else if (path === '/metrics') {
+        registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+          (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`error: ${(err as Error).message}\n`),
+        );
+      } else if (path === '/healthz') {
+        const ok = pinState(pinDir) === 'complete';
+        res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : `not loaded at ${pinDir}\n`);
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics or /healthz\n');
+      }
+    });
+    try {
+      await listen(server, host, port);
+    } catch (err) {
+      server = undefined;
+      throw new SockbypassError(
+        `cannot serve metrics on ${options.metricsAddr ?? DEFAULT_METRICS_ADDR}: ${(err as Error).message}`,
+        'pass a free address with --metrics-addr HOST:PORT',
+        EXIT.failure,
+        { cause: err },
+      );
+    }
+    if (options.onEvent) {
+      watch = watchEvents(pinDir, options.onEvent, {
+        ...(options.onLost ? { onLost: options.onLost } : {}),
+        onError: options.onError ?? ((err) => process.stderr.write(`sockbypass run: reading events: ${String(err)}\n`)),
+      });
+    }
+    const address = server.address();
+    const boundPort = typeof address === 'object' && address ? address.port : port;
+    const urlHost = isIPv6(host) ? `[${host}]` : host;
+    let stopping: Promise<AgentStop> | undefined;
+    return {
+      load: loaded,
+      loadedByUs,
+      pinDir,
+      metrics: { host, port: boundPort, url: `http://${urlHost}:${boundPort}/metrics` },
+      registry,
+      stop() {
+        stopping ??= (async () => {
+          release();
+          if (!loadedByUs) return { kept: 'adopted' };
+          if (options.keep) return { kept: 'keep' };
+          return { unloaded: unload({ pinDir }) };
+        })();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    release();
+    if (loadedByUs && !options.keep) unload({ pinDir });
+    throw err;
+  }
+}
