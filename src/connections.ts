@@ -3,7 +3,7 @@ import type { BpfMap } from './libbpf/index.js';
 import { decodeSocketKey, encodeSocketKey, peerKey, type SocketKey } from './layout.js';
 import { formatEndpoint, isMapped, parseAddress } from './address.js';
 import { DEFAULT_PIN_DIR } from './bpffs.js';
-import { diagSockets, listNetns, socketOwners, type SocketOwner } from './sockdiag.js';
+import { diagSockets, listNetns, socketOwners, type NetnsEntry, type SocketOwner } from './sockdiag.js';
 import { withPinnedState } from './state.js';
 
 export interface AcceleratedSocket {
@@ -70,6 +70,8 @@ export interface SocketDetails extends AcceleratedSocket {
   uid?: number;
   /** Processes holding the socket open (usually one). */
   processes: SocketOwner[];
+  /** The network namespace sock_diag found the socket in. */
+  netns?: NetnsRef;
 }
 
 export interface NetnsRef {
@@ -82,9 +84,27 @@ export interface NetnsRef {
   inode?: bigint;
 }
 
+/**
+ * The key's `netns_cookie` field is a network-namespace cookie for loopback
+ * connections; a data plane may instead store a tag both ends derive from
+ * the handshake (bit 63 set, SOCKET_SCOPE_HANDSHAKE in bpf/sockbypass.h) for
+ * connections that can cross namespaces. Namespace cookies never have bit 63
+ * set (they count up from 1).
+ */
+export const SCOPE_HANDSHAKE = 1n << 63n;
+export function scopeIsNetns(scope: bigint): boolean {
+  return (scope & SCOPE_HANDSHAKE) === 0n;
+}
+
 /** One accelerated connection: its two ends (`b` absent when the peer is not in the map). */
 export interface ConnectionDetails {
-  netns: NetnsRef;
+  /** The key's netns_cookie field as stored (a namespace cookie, or a handshake tag). */
+  scope: bigint;
+  /**
+   * The namespace the connection lives in: the key's when it is a namespace
+   * cookie, else where sock_diag found its ends (when both agree).
+   */
+  netns?: NetnsRef;
   a: SocketDetails;
   b?: SocketDetails;
 }
@@ -93,24 +113,30 @@ function endpointOf(address: string, port: number): string {
   return formatEndpoint(parseAddress(address), port);
 }
 
+function netnsRef(ns: NetnsEntry): NetnsRef {
+  return { cookie: ns.cookie, current: ns.current, inode: ns.inode, ...(ns.name ? { name: ns.name } : {}) };
+}
+
 /**
  * Enrich sockets read from the sockhash with family, state, owner and
- * network-namespace name, and pair them. Namespaces are searched in this
- * order until every key's namespace is found: this process's, those named
- * under /run/netns, then those of every running process.
+ * network namespace, and pair them. Sockets are looked up by cookie with
+ * sock_diag in this process's namespace and those named under /run/netns;
+ * any not found there are searched for in the namespaces of every running
+ * process.
  */
 export function describeSockets(sockets: readonly AcceleratedSocket[]): ConnectionDetails[] {
-  const wanted = new Set(sockets.map((s) => s.key.netnsCookie));
   let namespaces = listNetns();
-  if ([...wanted].some((cookie) => !namespaces.some((ns) => ns.cookie === cookie))) {
-    namespaces = listNetns({ processes: true });
+  let diag = diagSockets(namespaces);
+  if (sockets.some((s) => !diag.has(s.cookie))) {
+    const more = listNetns({ processes: true }).filter((ns) => !namespaces.some((n) => n.inode === ns.inode));
+    for (const [cookie, d] of diagSockets(more)) diag.set(cookie, d);
+    namespaces = [...namespaces, ...more];
   }
-  const searched = namespaces.filter((ns) => wanted.has(ns.cookie));
-  const diag = diagSockets(searched);
   const listening = new Set(
-    [...diag.values()].filter((d) => d.state === 'LISTEN').map((d) => `${d.netns.cookie}:${d.localPort}`),
+    [...diag.values()].filter((d) => d.state === 'LISTEN').map((d) => `${d.netns.inode}:${d.localPort}`),
   );
-  const owners = socketOwners(new Set([...diag.values()].map((d) => d.inode).filter((i) => i > 0)));
+  const wantedInodes = new Set(sockets.map((s) => diag.get(s.cookie)?.inode ?? 0).filter((i) => i > 0));
+  const owners = socketOwners(wantedInodes);
 
   const details = (s: AcceleratedSocket): SocketDetails => {
     const d = diag.get(s.cookie);
@@ -123,28 +149,34 @@ export function describeSockets(sockets: readonly AcceleratedSocket[]): Connecti
       processes: d && d.inode > 0 ? (owners.get(d.inode) ?? []) : [],
     };
     if (d) {
+      out.netns = netnsRef(d.netns);
       out.state = d.state;
       out.inode = d.inode;
       out.uid = d.uid;
-      out.role = listening.has(`${s.key.netnsCookie}:${s.key.localPort}`) ? 'server' : 'client';
+      out.role = listening.has(`${d.netns.inode}:${s.key.localPort}`) ? 'server' : 'client';
     }
     return out;
   };
-  const netnsRef = (cookie: bigint): NetnsRef => {
-    const ns = namespaces.find((n) => n.cookie === cookie);
-    if (!ns) return { cookie };
-    return { cookie, current: ns.current, inode: ns.inode, ...(ns.name ? { name: ns.name } : {}) };
+  const connectionNetns = (scope: bigint, a: SocketDetails, b?: SocketDetails): NetnsRef | undefined => {
+    if (scopeIsNetns(scope)) {
+      const ns = namespaces.find((n) => n.cookie === scope);
+      return ns ? netnsRef(ns) : { cookie: scope };
+    }
+    if (a.netns && (!b || b.netns?.cookie === a.netns.cookie)) return a.netns;
+    return undefined;
   };
 
   const pairs = pairSockets(sockets).map((p): ConnectionDetails => {
     let a = details(p.a);
     let b = p.b ? details(p.b) : undefined;
     if (b && a.role === 'server' && b.role !== 'server') [a, b] = [b, a]; // client first
-    return b ? { netns: netnsRef(p.a.key.netnsCookie), a, b } : { netns: netnsRef(p.a.key.netnsCookie), a };
+    const scope = p.a.key.netnsCookie;
+    const netns = connectionNetns(scope, a, b);
+    return { scope, ...(netns ? { netns } : {}), a, ...(b ? { b } : {}) };
   });
   return pairs.sort(
     (x, y) =>
-      (x.netns.cookie < y.netns.cookie ? -1 : x.netns.cookie > y.netns.cookie ? 1 : 0) ||
+      (x.scope < y.scope ? -1 : x.scope > y.scope ? 1 : 0) ||
       x.a.key.localPort - y.a.key.localPort ||
       x.a.key.remotePort - y.a.key.remotePort,
   );

@@ -12,6 +12,7 @@ import { RingBuffer } from './libbpf/index.js';
 import { PinnedState } from './state.js';
 import { readCounters } from './status.js';
 import { diagSockets, listNetns, socketOwners, type NetnsEntry, type SocketOwner } from './sockdiag.js';
+import { scopeIsNetns } from './connections.js';
 
 export interface WatchEventsOptions {
   /** Milliseconds between drains of the ring buffer (default 50). */
@@ -116,6 +117,8 @@ export function watchEvents(
 
 /** What the data plane cannot know about an event, looked up in user space. */
 export interface EventContext {
+  /** The socket's network namespace cookie, when known (the key's, or where the socket was found). */
+  netnsCookie?: bigint;
   /** The namespace's name under /run/netns, if it has one. */
   netnsName?: string;
   /** Whether it is the namespace the watching process runs in. */
@@ -124,72 +127,94 @@ export interface EventContext {
   processes?: SocketOwner[];
 }
 
+interface Found {
+  owners: SocketOwner[];
+  ns: NetnsEntry;
+}
+
 /**
  * Looks up, for events, the owning process (sock_ops runs in softirq, so the
- * event carries none) and the namespace's name. Owners come from a
- * sock_diag dump of the event's namespace plus a /proc scan, redone at most
- * every `rescanMs` when an unknown socket shows up; a socket that closed
- * before the lookup stays without owner. Results are kept per socket cookie
- * until its `closed` event.
+ * event carries none) and the network namespace. Owners come from a
+ * sock_diag dump of a namespace plus a /proc scan, redone at most every
+ * `rescanMs` per namespace when an unknown socket shows up; a socket that
+ * closed before the lookup stays without owner. What was found for an
+ * accelerated socket is kept until its `closed` event.
  */
 export class EventResolver {
   private namespaces: NetnsEntry[] = [];
   private namespacesAt = 0;
-  /** Owners of accelerated sockets seen in events, until their `closed` event. */
-  private readonly owners = new Map<bigint, SocketOwner[]>();
-  /** Per namespace: when it was last scanned, and what that scan found. */
-  private readonly scans = new Map<bigint, { at: number; owners: Map<bigint, SocketOwner[]> }>();
+  private readonly known = new Map<bigint, Found>();
+  /** Per namespace inode: when it was last scanned, and what that scan found. */
+  private readonly scans = new Map<bigint, { at: number; found: Map<bigint, Found> }>();
 
   constructor(private readonly options: { owners?: boolean; rescanMs?: number } = {}) {}
 
-  private netns(cookie: bigint): NetnsEntry | undefined {
-    let ns = this.namespaces.find((n) => n.cookie === cookie);
-    if (ns) return ns;
+  /** Re-list namespaces (this one, /run/netns, every process's), at most once a second. */
+  private refreshNamespaces(): boolean {
     const now = Date.now();
-    if (now - this.namespacesAt < 1000 && this.namespacesAt > 0) return undefined;
+    if (this.namespacesAt > 0 && now - this.namespacesAt < 1000) return false;
     this.namespacesAt = now;
-    this.namespaces = listNetns();
-    ns = this.namespaces.find((n) => n.cookie === cookie);
-    if (ns) return ns;
     this.namespaces = listNetns({ processes: true });
-    return this.namespaces.find((n) => n.cookie === cookie);
+    return true;
   }
 
-  /** Owners of `cookie` from a scan of `ns`, rescanning if the last one is older than rescanMs. */
-  private scan(ns: NetnsEntry, cookie: bigint): SocketOwner[] | undefined {
+  private byCookie(cookie: bigint): NetnsEntry | undefined {
+    if (!scopeIsNetns(cookie)) return undefined;
+    let ns = this.namespaces.find((n) => n.cookie === cookie);
+    if (!ns && this.refreshNamespaces()) ns = this.namespaces.find((n) => n.cookie === cookie);
+    return ns;
+  }
+
+  private scan(ns: NetnsEntry, cookie: bigint): Found | undefined {
     const now = Date.now();
-    const last = this.scans.get(ns.cookie);
-    const found = last?.owners.get(cookie);
-    if (found || (last && now - last.at < (this.options.rescanMs ?? 25))) return found;
-    const diag = [...diagSockets([ns]).values()].filter((d) => d.inode > 0 && d.state !== 'LISTEN');
-    const byInode = socketOwners(new Set(diag.map((d) => d.inode)));
-    const owners = new Map<bigint, SocketOwner[]>();
-    for (const d of diag) {
-      const o = byInode.get(d.inode);
-      if (o) owners.set(d.cookie, o);
+    const last = this.scans.get(ns.inode);
+    const hit = last?.found.get(cookie);
+    if (hit || (last && now - last.at < (this.options.rescanMs ?? 25))) return hit;
+    const found = new Map<bigint, Found>();
+    try {
+      const diag = [...diagSockets([ns]).values()].filter((d) => d.inode > 0 && d.state !== 'LISTEN');
+      const byInode = socketOwners(new Set(diag.map((d) => d.inode)));
+      for (const d of diag) {
+        const owners = byInode.get(d.inode);
+        if (owners) found.set(d.cookie, { owners, ns });
+      }
+    } catch {
+      // the namespace went away
     }
-    this.scans.set(ns.cookie, { at: now, owners });
-    return owners.get(cookie);
+    this.scans.set(ns.inode, { at: now, found });
+    return found.get(cookie);
+  }
+
+  private find(event: SockEvent, keyNs: NetnsEntry | undefined): Found | undefined {
+    if (keyNs) return this.scan(keyNs, event.socketCookie);
+    // A handshake-tag scope: the socket may be in any namespace.
+    if (this.namespaces.length === 0) this.refreshNamespaces();
+    for (const ns of this.namespaces) {
+      const hit = this.scan(ns, event.socketCookie);
+      if (hit) return hit;
+    }
+    return undefined;
   }
 
   resolve(event: SockEvent): EventContext {
-    const ns = this.netns(event.key.netnsCookie);
-    const out: EventContext = {};
-    if (ns?.name) out.netnsName = ns.name;
-    if (ns) out.currentNetns = ns.current;
-    if (this.options.owners === false || !ns) return out;
-    let owners = this.owners.get(event.socketCookie);
-    if (!owners && event.type !== 'closed') {
-      try {
-        owners = this.scan(ns, event.socketCookie);
-      } catch {
-        // the namespace went away: no owner
-      }
+    const keyNs = this.byCookie(event.key.netnsCookie);
+    let found = this.known.get(event.socketCookie);
+    if (!found && event.type !== 'closed' && this.options.owners !== false) {
+      found = this.find(event, keyNs);
       const accelerated = event.type === 'accelerated_active' || event.type === 'accelerated_passive';
-      if (owners && accelerated) this.owners.set(event.socketCookie, owners);
+      if (found && accelerated) this.known.set(event.socketCookie, found);
     }
-    if (owners) out.processes = owners;
-    if (event.type === 'closed') this.owners.delete(event.socketCookie);
+    if (event.type === 'closed') this.known.delete(event.socketCookie);
+    const ns = keyNs ?? found?.ns;
+    const out: EventContext = {};
+    if (ns) {
+      out.netnsCookie = ns.cookie;
+      out.currentNetns = ns.current;
+      if (ns.name) out.netnsName = ns.name;
+    } else if (scopeIsNetns(event.key.netnsCookie)) {
+      out.netnsCookie = event.key.netnsCookie;
+    }
+    if (found) out.processes = found.owners;
     return out;
   }
 }

@@ -90,15 +90,19 @@ export function snapshot(state: PinnedState): Snapshot {
 
 /**
  * A private prom-client Registry whose metrics read the kernel counters on
- * every scrape. `read` is called at most once per scrape (cached for 100 ms).
+ * every scrape. `read` is called once per scrape.
  */
 export function createMetrics(read: () => Snapshot): Registry {
   const registry = new Registry();
-  let cached: { at: number; value: Snapshot } | undefined;
+  // registry.metrics() runs every collect() in one synchronous pass: they share one read,
+  // and the next scrape (a later turn of the event loop) reads afresh.
+  let cached: Snapshot | undefined;
   const get = (): Snapshot => {
-    const now = Date.now();
-    if (!cached || now - cached.at > 100) cached = { at: now, value: read() };
-    return cached.value;
+    if (!cached) {
+      cached = read();
+      setImmediate(() => (cached = undefined));
+    }
+    return cached;
   };
   const counter = (name: string, help: string, field: keyof Counters) =>
     new Counter({
@@ -159,81 +163,91 @@ function listen(server: Server, host: string, port: number): Promise<void> {
 }
 
 export async function startAgent(options: RunOptions = {}): Promise<Agent> {
-  const { host, port } = parseHostPort(options.metricsAddr ?? DEFAULT_METRICS_ADDR);
+  const addrText = options.metricsAddr ?? DEFAULT_METRICS_ADDR;
+  const { host, port } = parseHostPort(addrText);
   const pinDir = options.pinDir ?? DEFAULT_PIN_DIR;
-  const loaded = load({ ...options, pinDir, replace: false });
-  const loadedByUs = loaded.outcome === 'loaded';
   let state: PinnedState | undefined;
   let watch: EventWatch | undefined;
-  let server: Server | undefined;
-  const release = () => {
-    watch?.close();
-    state?.close();
-    if (server) {
-      server.close();
-      server.closeAllConnections();
+  const registry = createMetrics(() => {
+    if (!state) throw new Error('not started');
+    return snapshot(state);
+  });
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+    } else if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`error: ${(err as Error).message}\n`),
+      );
+    } else if (path === '/healthz') {
+      const ok = state !== undefined && pinState(pinDir) === 'complete';
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : `not loaded at ${pinDir}\n`);
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics or /healthz\n');
     }
-  };
+  });
+  // Listen first: a busy address then fails before anything is loaded.
+  try {
+    await listen(server, host, port);
+  } catch (err) {
+    throw new SockbypassError(
+      `cannot serve metrics on ${addrText}: ${(err as Error).message}`,
+      'pass a free address with --metrics-addr HOST:PORT',
+      EXIT.failure,
+      { cause: err },
+    );
+  }
+  const closeServer = () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+
+  let loaded: LoadResult;
+  try {
+    loaded = load({ ...options, pinDir, replace: false });
+  } catch (err) {
+    await closeServer();
+    throw err;
+  }
+  const loadedByUs = loaded.outcome === 'loaded';
   try {
     state = PinnedState.open(pinDir);
-    const opened = state;
-    const registry = createMetrics(() => snapshot(opened));
-    server = createServer((req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
-        res.writeHead(405, { allow: 'GET, HEAD' }).end();
-      } else if (path === '/metrics') {
-        registry.metrics().then(
-          (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-          (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`error: ${(err as Error).message}\n`),
-        );
-      } else if (path === '/healthz') {
-        const ok = pinState(pinDir) === 'complete';
-        res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : `not loaded at ${pinDir}\n`);
-      } else {
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics or /healthz\n');
-      }
-    });
-    try {
-      await listen(server, host, port);
-    } catch (err) {
-      server = undefined;
-      throw new SockbypassError(
-        `cannot serve metrics on ${options.metricsAddr ?? DEFAULT_METRICS_ADDR}: ${(err as Error).message}`,
-        'pass a free address with --metrics-addr HOST:PORT',
-        EXIT.failure,
-        { cause: err },
-      );
-    }
     if (options.onEvent) {
       watch = watchEvents(pinDir, options.onEvent, {
         ...(options.onLost ? { onLost: options.onLost } : {}),
         onError: options.onError ?? ((err) => process.stderr.write(`sockbypass run: reading events: ${String(err)}\n`)),
       });
     }
-    const address = server.address();
-    const boundPort = typeof address === 'object' && address ? address.port : port;
-    const urlHost = isIPv6(host) ? `[${host}]` : host;
-    let stopping: Promise<AgentStop> | undefined;
-    return {
-      load: loaded,
-      loadedByUs,
-      pinDir,
-      metrics: { host, port: boundPort, url: `http://${urlHost}:${boundPort}/metrics` },
-      registry,
-      stop() {
-        stopping ??= (async () => {
-          release();
-          if (!loadedByUs) return { kept: 'adopted' };
-          if (options.keep) return { kept: 'keep' };
-          return { unloaded: unload({ pinDir }) };
-        })();
-        return stopping;
-      },
-    };
   } catch (err) {
-    release();
+    state?.close();
+    await closeServer();
     if (loadedByUs && !options.keep) unload({ pinDir });
     throw err;
   }
+
+  const address = server.address();
+  const boundPort = typeof address === 'object' && address ? address.port : port;
+  const urlHost = isIPv6(host) ? `[${host}]` : host;
+  let stopping: Promise<AgentStop> | undefined;
+  return {
+    load: loaded,
+    loadedByUs,
+    pinDir,
+    metrics: { host, port: boundPort, url: `http://${urlHost}:${boundPort}/metrics` },
+    registry,
+    stop() {
+      stopping ??= (async (): Promise<AgentStop> => {
+        await closeServer();
+        watch?.close();
+        state?.close();
+        if (!loadedByUs) return { kept: 'adopted' };
+        if (options.keep) return { kept: 'keep' };
+        return { unloaded: unload({ pinDir }) };
+      })();
+      return stopping;
+    },
+  };
 }

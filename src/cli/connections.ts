@@ -37,7 +37,7 @@ export function formatConnections(list: readonly ConnectionDetails[]): string {
     ends.forEach((s, j) => {
       rows.push([
         j === 0 ? String(i + 1) : '',
-        j === 0 ? netnsLabel(conn.netns) : '',
+        conn.netns ? (j === 0 ? netnsLabel(conn.netns) : '') : s.netns ? netnsLabel(s.netns) : '?',
         s.role ?? '?',
         s.local,
         s.remote,
@@ -59,7 +59,10 @@ export const connectionsCommand: Command = {
   One block per connection, one row per end (client first): local and remote
   address:port, the socket's real family (inet6 (v4-mapped) for a dual-stack
   socket talking IPv4), TCP state, socket cookie and the owning process
-  (command/pid fd N), with the network namespace cookie and its /run/netns name.`,
+  (command/pid fd N), with the network namespace (cookie, and its /run/netns
+  name or "current" for this process's own). Owners and families come from
+  sock_diag in this namespace, the ones named under /run/netns, and those of
+  running processes; needs root.`,
   options: { ...COMMON },
   run(values, _pos, out) {
     const pinDir = str(values, 'pin-dir') ?? DEFAULT_PIN_DIR;

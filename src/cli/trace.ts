@@ -1,6 +1,7 @@
 import { formatEndpoint, parseAddress } from '../address.js';
 import { eventDate, EventResolver, watchEvents, type EventContext } from '../events.js';
 import type { SockEvent } from '../layout.js';
+import { scopeIsNetns } from '../connections.js';
 import { COMMON, str, toJson, type Command } from './command.js';
 import { stopSignal, timeOfDay } from './live.js';
 
@@ -8,8 +9,10 @@ function endpoint(address: string, port: number): string {
   return formatEndpoint(parseAddress(address), port);
 }
 
-function netnsText(cookie: bigint, ctx: EventContext): string {
+function netnsText(scope: bigint, ctx: EventContext): string {
   const name = ctx.netnsName ?? (ctx.currentNetns ? 'current' : undefined);
+  const cookie = ctx.netnsCookie ?? (scopeIsNetns(scope) ? scope : undefined);
+  if (cookie === undefined) return `scope 0x${scope.toString(16)}`;
   return name ? `netns ${cookie} (${name})` : `netns ${cookie}`;
 }
 
@@ -44,7 +47,8 @@ export function eventJson(event: SockEvent, ctx: EventContext = {}, date = event
     localPort: event.key.localPort,
     remoteAddress: event.key.remoteAddress,
     remotePort: event.key.remotePort,
-    netnsCookie: event.key.netnsCookie,
+    scope: event.key.netnsCookie,
+    netnsCookie: ctx.netnsCookie ?? (scopeIsNetns(event.key.netnsCookie) ? event.key.netnsCookie : null),
     netns: ctx.netnsName ?? null,
     socketCookie: event.socketCookie,
     error: event.error,
@@ -109,7 +113,8 @@ export const traceCommand: Command = {
       signal.dispose();
       throw err;
     }
-    if (!out.json) process.stderr.write('tracing sockbypass events; Ctrl-C to stop\n');
+    // On stderr in both modes, so stdout stays one event per line; it also tells a caller that trace is ready.
+    process.stderr.write('tracing sockbypass events; Ctrl-C to stop\n');
     await signal.stopped;
     try {
       watch.close();
