@@ -12,7 +12,8 @@ import { requirePrivileged } from './support/privileged.js';
 import { withSandbox, waitFor } from './support/sandbox.js';
 import { connectClients, startServer } from './support/traffic.js';
 import { load } from '../src/load.js';
-import { watchEvents } from '../src/events.js';
+import { execFileSync } from 'node:child_process';
+import { EventResolver, watchEvents } from '../src/events.js';
 import { connections, type ConnectionDetails } from '../src/connections.js';
 import type { SockEvent } from '../src/layout.js';
 
@@ -135,6 +136,53 @@ test('a ring buffer overflow is reported as lost events, and delivered + lost ad
       assert.ok(lostReported > 0, 'some events were lost');
       assert.ok(delivered > 0, 'the ring buffer still delivered what fit');
       assert.equal(delivered + lostReported, 4 * connectionsMade, `delivered ${delivered}, lost ${lostReported}`);
+    } finally {
+      watch.close();
+    }
+  });
+});
+
+test('a connection inside a named network namespace: connections and events name the namespace and the owners', async (t) => {
+  if (!requirePrivileged(t)) return;
+  await withSandbox('events-netns', async (sb) => {
+    const name = `sbtest-${process.pid}`;
+    execFileSync('ip', ['netns', 'add', name]);
+    sb.onCleanup(() => {
+      execFileSync('ip', ['netns', 'del', name]);
+    });
+    execFileSync('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+    load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
+    const events: SockEvent[] = [];
+    const watch = watchEvents(sb.pinDir, (e) => events.push(e));
+    try {
+      const server = await startServer(sb, { netns: name });
+      const clients = await connectClients(sb, server.port, { netns: name, count: 2, hold: true });
+
+      const list = connections({ pinDir: sb.pinDir }).filter((c) => c.a.key.remotePort === server.port);
+      assert.equal(list.length, 2);
+      for (const conn of list) {
+        assert.equal(conn.netns?.name, name);
+        assert.equal(conn.netns?.current, false);
+        assert.notEqual(conn.netns?.cookie, undefined);
+        assert.deepEqual(conn.a.processes.map((p) => p.pid), [clients.pid]);
+        assert.deepEqual(conn.b?.processes.map((p) => p.pid), [server.pid]);
+        assert.equal(conn.a.netns?.name, name);
+      }
+      const text = await sb.run(process.execPath, [CLI, 'connections', '--pin-dir', sb.pinDir], { cgroup: null });
+      assert.match(text.stdout, new RegExp(`\\d+ \\(${name}\\)\\s+client`));
+
+      // Events resolved while the sockets are open carry the namespace's name and the owners.
+      await waitFor(() => events.length >= 4, 5000);
+      const resolver = new EventResolver();
+      for (const e of events) {
+        const ctx = resolver.resolve(e);
+        assert.equal(ctx.netnsName, name);
+        assert.equal(ctx.currentNetns, false);
+        const want = e.type === 'accelerated_active' ? clients.pid : server.pid;
+        assert.deepEqual(ctx.processes?.map((p) => p.pid), [want]);
+      }
+      await clients.close();
+      await server.finish();
     } finally {
       watch.close();
     }

@@ -156,3 +156,13 @@ test('run refuses a busy metrics address before loading anything, exit 1', async
     await stop(proc);
   });
 });
+
+test('--metrics-addr parsing', async () => {
+  const { parseHostPort } = await import('../src/run.js');
+  assert.deepEqual(parseHostPort('127.0.0.1:9464'), { host: '127.0.0.1', port: 9464 });
+  assert.deepEqual(parseHostPort('[::1]:0'), { host: '::1', port: 0 });
+  assert.deepEqual(parseHostPort('localhost:80'), { host: 'localhost', port: 80 });
+  for (const bad of ['9464', '::1:9464', '127.0.0.1:', '127.0.0.1:70000', '[::1]']) {
+    assert.throws(() => parseHostPort(bad), /--metrics-addr wants HOST:PORT/, bad);
+  }
+});

@@ -13,10 +13,15 @@ export interface Server {
   finish(): Promise<{ connections: number; bytes: number }>;
 }
 
-export async function startServer(sb: Sandbox, options: { listen?: string; expect?: number } = {}): Promise<Server> {
+/** node, or node inside a named network namespace (ip netns exec execs, so the pid stays node's). */
+function nodeIn(netns: string | undefined, args: string[]): [string, string[]] {
+  return netns ? ['ip', ['netns', 'exec', netns, process.execPath, ...args]] : [process.execPath, args];
+}
+
+export async function startServer(sb: Sandbox, options: { listen?: string; expect?: number; netns?: string } = {}): Promise<Server> {
   const args = [CONNS, 'serve', '--listen', options.listen ?? '::'];
   if (options.expect) args.push('--expect', String(options.expect));
-  const proc = sb.start(process.execPath, args);
+  const proc = sb.start(...nodeIn(options.netns, args));
   const m = await waitForLine(proc, /^LISTENING (.*)$/m, 10_000);
   const { port, pid } = JSON.parse(m[1] as string) as { port: number; pid: number };
   return {
@@ -43,12 +48,12 @@ export interface Clients {
 export async function connectClients(
   sb: Sandbox,
   port: number,
-  options: { host?: string; count?: number; bytes?: number; hold?: boolean } = {},
+  options: { host?: string; count?: number; bytes?: number; hold?: boolean; netns?: string } = {},
 ): Promise<Clients> {
   const args = [CONNS, 'connect', '--port', String(port), '--host', options.host ?? '127.0.0.1'];
   args.push('--count', String(options.count ?? 1), '--bytes', String(options.bytes ?? 0));
   if (options.hold) args.push('--hold');
-  const proc = sb.start(process.execPath, args);
+  const proc = sb.start(...nodeIn(options.netns, args));
   const m = await waitForLine(proc, /^READY (.*)$/m, 20_000);
   const { pid, clientPorts } = JSON.parse(m[1] as string) as { pid: number; clientPorts: number[] };
   return {
