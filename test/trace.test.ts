@@ -11,6 +11,7 @@ import { requirePrivileged } from './support/privileged.js';
 import { withSandbox, waitFor, type Sandbox, type Started } from './support/sandbox.js';
 import { connectClients, startServer } from './support/traffic.js';
 import { load } from '../src/load.js';
+import { unload } from '../src/unload.js';
 
 const CLI = join(import.meta.dirname, '..', '..', 'bin', 'sockbypass.js');
 const N = 3;
@@ -120,5 +121,18 @@ test('trace when nothing is loaded: exit code 9 and the fix', async (t) => {
     const r = await sb.run(process.execPath, [CLI, 'trace', '--pin-dir', sb.pinDir], { cgroup: null });
     assert.equal(r.code, 9);
     assert.match(r.stderr, /not loaded/);
+  });
+});
+
+test('trace stops by itself (exit 0) when sockbypass is unloaded under it', async (t) => {
+  if (!requirePrivileged(t)) return;
+  await withSandbox('trace-unload', async (sb) => {
+    load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
+    const trace = await startTrace(sb, ['--json']);
+    unload({ pinDir: sb.pinDir });
+    const exit = await trace.done;
+    assert.equal(exit.code, 0, exit.stderr);
+    assert.match(exit.stderr, /was unloaded/);
+    assert.equal(exit.stdout, '');
   });
 });

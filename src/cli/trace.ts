@@ -2,6 +2,8 @@ import { formatEndpoint, parseAddress } from '../address.js';
 import { eventDate, EventResolver, watchEvents, type EventContext } from '../events.js';
 import type { SockEvent } from '../layout.js';
 import { scopeIsNetns } from '../connections.js';
+import { DEFAULT_PIN_DIR } from '../bpffs.js';
+import { pinState } from '../pins.js';
 import { COMMON, str, toJson, type Command } from './command.js';
 import { stopSignal, timeOfDay } from './live.js';
 
@@ -115,7 +117,14 @@ export const traceCommand: Command = {
     }
     // On stderr in both modes, so stdout stays one event per line; it also tells a caller that trace is ready.
     process.stderr.write('tracing sockbypass events; Ctrl-C to stop\n');
-    await signal.stopped;
+    // Our open maps outlive an unload, but no event would ever come again: stop then.
+    const pinDir = str(values, 'pin-dir') ?? DEFAULT_PIN_DIR;
+    const unloaded = setInterval(() => {
+      if (pinState(pinDir) !== 'complete') signal.stop('unloaded');
+    }, 1000);
+    const why = await signal.stopped;
+    clearInterval(unloaded);
+    if (why === 'unloaded') process.stderr.write(`sockbypass was unloaded from ${pinDir}; trace stops\n`);
     try {
       watch.close();
     } catch (err) {
