@@ -15,6 +15,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 #include "sockbypass.h"
 
 #define AF_INET 2
@@ -42,6 +43,19 @@ struct {
 	__type(key, __u32);
 	__type(value, struct settings);
 } settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_state);
+} sock_states SEC(".maps");
+
+extern void *bpf_cast_to_kern_ctx(void *) __ksym;
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+/* sk_user_data carries flag bits below the psock pointer (SK_USER_DATA_PTRMASK). */
+#define SK_USER_DATA_FLAGS 7UL
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -77,14 +91,35 @@ static __always_inline struct counters *counters_get(void)
 	return bpf_map_lookup_elem(&counters, &zero);
 }
 
-static __always_inline __u64 netns_of(void *ctx)
+static __always_inline bool is_loopback(const __u32 addr[4])
 {
+	/* 127.0.0.0/8 as ::ffff:127.0.0.0/104, or ::1 */
+	if (addr[0] == 0 && addr[1] == 0 && addr[2] == bpf_htonl(0x0000ffff))
+		return (bpf_ntohl(addr[3]) >> 24) == 127;
+	return addr[0] == 0 && addr[1] == 0 && addr[2] == 0 && addr[3] == bpf_htonl(1);
+}
+
+/*
+ * The key's scope field (see struct socket_key): the netns cookie for a
+ * loopback connection, else a tag from the handshake's sequence numbers.
+ * At ESTABLISHED neither side has sent data yet, so snd_nxt and rcv_nxt are
+ * each side's ISN + 1; the active side's comes first on both ends.
+ */
+static __always_inline __u64 connection_scope(struct bpf_sock_ops *skops, const struct socket_key *key,
+					       bool active)
+{
+	__u32 snd = skops->snd_nxt, rcv = skops->rcv_nxt;
+	__u32 first = active ? snd : rcv, second = active ? rcv : snd;
+
+	if (is_loopback(key->local_ip) && is_loopback(key->remote_ip)) {
 #ifdef SOCKBYPASS_TEST_NETNS_BLIND
-	/* Test-only variant: proves the isolation test catches a netns-blind key. */
-	return 0;
+		/* Test-only variant: proves the isolation test catches a netns-blind key. */
+		return 0;
 #else
-	return bpf_get_netns_cookie(ctx);
+		return bpf_get_netns_cookie(skops);
 #endif
+	}
+	return SOCKET_SCOPE_HANDSHAKE | ((__u64)(first & 0x7fffffff) << 32) | second;
 }
 
 static __always_inline bool addr_allowed(const __u32 addr[4])
@@ -150,12 +185,15 @@ static __always_inline void on_established(struct bpf_sock_ops *skops, bool acti
 {
 	struct socket_key key = {};
 	struct counters *c = counters_get();
+	struct sock_state *st;
+	struct bpf_sock *sk;
 	__u32 family;
 	long err;
 
-	family = socket_key_build(&key, skops, netns_of(skops), false);
+	family = socket_key_build(&key, skops, 0, false);
 	if (family != AF_INET && family != AF_INET6)
 		return;
+	key.netns_cookie = connection_scope(skops, &key, active);
 
 	if (!policy_allows(&key)) {
 		if (c)
@@ -163,6 +201,21 @@ static __always_inline void on_established(struct bpf_sock_ops *skops, bool acti
 		emit_event(skops, &key, family, EVENT_REFUSED_POLICY, 0);
 		return;
 	}
+
+	sk = skops->sk;
+	if (!sk)
+		return;
+	st = bpf_sk_storage_get(&sock_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st) {
+		if (c)
+			c->insert_other++;
+		emit_event(skops, &key, family, EVENT_REFUSED_OTHER, -12 /* ENOMEM */);
+		return;
+	}
+	st->scope = key.netns_cookie;
+	st->mode = MODE_REDIRECT;
+	st->peer_sk = 0;
+	st->switches = 0;
 
 	/* BPF_NOEXIST: replacing an entry would drop a live socket from the map. */
 	err = bpf_sock_hash_update(skops, &sock_hash, &key, BPF_NOEXIST);
@@ -199,12 +252,17 @@ static __always_inline void on_state_change(struct bpf_sock_ops *skops)
 	struct counters *c;
 	__u32 family;
 
+	struct sock_state *st;
+	struct bpf_sock *sk;
+
 	if (skops->args[1] != BPF_TCP_CLOSE)
 		return;
 	c = counters_get();
 	if (c)
 		c->sockets_closed++;
-	family = socket_key_build(&key, skops, netns_of(skops), false);
+	sk = skops->sk;
+	st = sk ? bpf_sk_storage_get(&sock_states, sk, 0, 0) : NULL;
+	family = socket_key_build(&key, skops, st ? st->scope : 0, false);
 	emit_event(skops, &key, family, EVENT_CLOSED, 0);
 }
 
@@ -225,28 +283,137 @@ int sockbypass_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
-SEC("sk_msg")
-int sockbypass_redirect(struct sk_msg_md *msg)
+/* A BTF view of a kernel object whose address we hold as a number. */
+#define kernel_view(type, addr) ((type *)bpf_rdonly_cast((void *)(addr), bpf_core_type_id_kernel(type)))
+
+static __always_inline struct sk_psock *psock_of(struct sock *sk)
 {
-	struct socket_key peer = {};
-	struct counters *c;
-	__u64 size = msg->size;
-	long verdict;
+	__u64 data = (__u64)sk->sk_user_data & ~SK_USER_DATA_FLAGS;
 
-	socket_key_build(&peer, msg, netns_of(msg), true);
-	verdict = bpf_msg_redirect_hash(msg, &sock_hash, &peer, BPF_F_INGRESS);
+	return data ? kernel_view(struct sk_psock, data) : NULL;
+}
 
-	c = counters_get();
-	if (verdict == SK_PASS) {
-		if (c) {
-			c->messages_redirected++;
-			c->bytes_redirected += size;
-		}
-	} else if (c) {
+/* Bytes waiting in a socket's redirected (ingress_msg) queue. */
+static __always_inline __u32 redirected_queue_bytes(struct sock *sk)
+{
+	struct sk_psock *psock = psock_of(sk);
+
+	return psock ? psock->msg_tot_len : 0;
+}
+
+#define SOCK_RCVBUF_LOCK 2
+
+/*
+ * How many bytes a receiver may have queued: what TCP would let it buffer.
+ * Its SO_RCVBUF if the application set one; otherwise TCP would autotune the
+ * buffer up to net.ipv4.tcp_rmem[2] of its namespace, so that is the bound.
+ * A `queue_limit` in the settings overrides both.
+ */
+static __always_inline __u32 queue_limit_of(struct sock *peer)
+{
+	__u32 zero = 0;
+	struct settings *cfg = bpf_map_lookup_elem(&settings, &zero);
+	int rcvbuf, autotune_max;
+
+	if (cfg && cfg->queue_limit)
+		return cfg->queue_limit;
+	rcvbuf = peer->sk_rcvbuf;
+	if (peer->sk_userlocks & SOCK_RCVBUF_LOCK)
+		return rcvbuf;
+	autotune_max = peer->__sk_common.skc_net.net->ipv4.sysctl_tcp_rmem[2];
+	return autotune_max > rcvbuf ? autotune_max : rcvbuf;
+}
+
+/*
+ * While draining: may this socket redirect again? Only when the peer's
+ * redirected queue has room again, and the peer has read every byte this
+ * socket sent on TCP (its copied_seq caught up with our write_seq), so newly
+ * redirected bytes cannot overtake them.
+ */
+static __always_inline bool may_resume_redirect(struct sock *self, __u64 peer_addr, __u64 size)
+{
+	struct tcp_sock *me = kernel_view(struct tcp_sock, self);
+	struct tcp_sock *peer = kernel_view(struct tcp_sock, peer_addr);
+	struct sock *peer_sk = kernel_view(struct sock, peer_addr);
+
+	if (redirected_queue_bytes(peer_sk) + size > queue_limit_of(peer_sk))
+		return false;
+	return me->write_seq == peer->copied_seq;
+}
+
+static __always_inline void count_passed(struct counters *c, __u64 size)
+{
+	if (c) {
 		c->redirect_misses++;
 		c->bytes_passed += size;
 	}
-	/* Never return the helper's verdict: on a miss it is SK_DROP, which
-	 * would turn every send to a peer outside the map into EACCES. */
+}
+
+SEC("sk_msg")
+int sockbypass_redirect(struct sk_msg_md *msg)
+{
+	struct sk_msg *kmsg = bpf_cast_to_kern_ctx(msg);
+	struct counters *c = counters_get();
+	struct socket_key peer = {};
+	struct sock_state *st;
+	struct sock *self, *target;
+	__u64 size = msg->size;
+	long verdict;
+
+	/* Never return a drop: on SK_DROP the sender gets EACCES. Whatever
+	 * cannot be redirected takes the TCP path with SK_PASS. */
+	if (!msg->sk)
+		return SK_PASS;
+	st = bpf_sk_storage_get(&sock_states, msg->sk, 0, 0);
+	if (!st) {
+		count_passed(c, size);
+		return SK_PASS;
+	}
+	self = kmsg->sk;
+
+	if (st->mode == MODE_TCP_STICKY) {
+		count_passed(c, size);
+		return SK_PASS;
+	}
+	if (st->mode == MODE_TCP_DRAINING) {
+		if (!may_resume_redirect(self, st->peer_sk, size)) {
+			if (c) {
+				c->flow_messages++;
+				c->flow_bytes += size;
+			}
+			return SK_PASS;
+		}
+		st->mode = MODE_REDIRECT;
+		if (c)
+			c->flow_to_redirect++;
+	}
+
+	socket_key_build(&peer, msg, st->scope, true);
+	verdict = bpf_msg_redirect_hash(msg, &sock_hash, &peer, BPF_F_INGRESS);
+	if (verdict != SK_PASS) {
+		/* The peer is not in the map (yet): this socket's bytes go by TCP from
+		 * now on, since the peer may read them after later redirected ones. */
+		st->mode = MODE_TCP_STICKY;
+		if (c)
+			c->sticky_tcp++;
+		count_passed(c, size);
+		return SK_PASS;
+	}
+	if (c) {
+		c->messages_redirected++;
+		c->bytes_redirected += size;
+	}
+
+	/* Flow control: this message is committed to the peer's queue. If that
+	 * queue is now over its limit, later ones go by TCP, whose window makes a
+	 * fast writer wait for a slow reader. */
+	target = kmsg->sk_redir;
+	if (target && redirected_queue_bytes(target) + size > queue_limit_of(target)) {
+		st->mode = MODE_TCP_DRAINING;
+		st->peer_sk = (__u64)target;
+		st->switches++;
+		if (c)
+			c->flow_to_tcp++;
+	}
 	return SK_PASS;
 }

@@ -12,21 +12,53 @@
 
 /* Bumped whenever a map's key/value layout changes: a pinned load with another
  * layout version cannot be adopted or replaced in place. */
-#define SOCKBYPASS_LAYOUT_VERSION 1
+#define SOCKBYPASS_LAYOUT_VERSION 3
 
 /*
  * The sockhash key of one socket, seen from that socket.
  * Addresses are always 16 bytes: IPv4 is stored as the IPv4-mapped IPv6
  * address ::ffff:a.b.c.d, so an AF_INET client and the AF_INET6 socket a
- * dual-stack server accepted for it build matching keys. The network-namespace
- * cookie keeps identical tuples in two namespaces apart.
+ * dual-stack server accepted for it build matching keys.
+ *
+ * `netns_cookie` keeps identical tuples apart. For a loopback connection
+ * (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104), which can only ever be inside one
+ * namespace, it is that namespace's cookie (bpf_get_netns_cookie). Any other
+ * connection may join two namespaces (a veth pair), whose ends see different
+ * cookies, so there it is a tag both ends derive from the handshake: bit 63
+ * set, then the active side's and the passive side's initial sequence
+ * numbers + 1. Two connections with the same tuple in different namespaces
+ * would need the same pair of random ISNs to meet.
  */
 struct socket_key {
 	__u32 local_ip[4];   /* network byte order */
 	__u32 remote_ip[4];  /* network byte order */
 	__u32 local_port;    /* host byte order */
 	__u32 remote_port;   /* host byte order */
-	__u64 netns_cookie;
+	__u64 netns_cookie;  /* see above: netns cookie, or (1 << 63) | isn_tag */
+};
+
+#define SOCKET_SCOPE_HANDSHAKE (1ULL << 63)
+
+/*
+ * Per-socket state (BPF_MAP_TYPE_SK_STORAGE), created by sock_ops when it
+ * inserts the socket, read by sk_msg on every message.
+ *
+ * Byte order across the two paths: the receiver reads its redirected queue
+ * before its TCP receive queue. So switching redirect -> TCP is always safe
+ * (the TCP bytes are newer), and TCP -> redirect is safe only once the peer
+ * has read every byte sent on TCP.
+ */
+enum sock_mode {
+	MODE_REDIRECT = 0,   /* sendmsg goes straight to the peer's queue */
+	MODE_TCP_DRAINING = 1, /* the peer's queue was over its limit: TCP until it has read all */
+	MODE_TCP_STICKY = 2, /* a message missed the peer: TCP for good, to keep byte order */
+};
+
+struct sock_state {
+	__u64 scope;         /* this connection's socket_key.netns_cookie */
+	__u64 peer_sk;       /* while draining: the peer's struct sock address */
+	__u32 mode;          /* enum sock_mode */
+	__u32 switches;      /* redirect -> TCP switches of this socket */
 };
 
 /* Runtime policy, one entry in the `settings` array map. */
@@ -38,6 +70,10 @@ enum settings_flags {
 struct settings {
 	__u32 flags;          /* enum settings_flags */
 	__u32 layout_version; /* SOCKBYPASS_LAYOUT_VERSION of the loader that wrote it */
+	/* Most bytes queued for a receiver before its sender falls back to TCP
+	 * (which has flow control); 0 means the receiver's SO_RCVBUF. */
+	__u32 queue_limit;
+	__u32 reserved;
 };
 
 /* Key of the `allowed_ranges` LPM trie: prefixlen counts bits of the 16-byte form. */
@@ -59,6 +95,11 @@ struct counters {
 	__u64 redirect_misses;
 	__u64 bytes_passed;
 	__u64 events_lost;
+	__u64 flow_messages;     /* messages sent by TCP while a receiver's queue was full */
+	__u64 flow_bytes;
+	__u64 flow_to_tcp;       /* redirect -> TCP: a receiver's queue was over its limit */
+	__u64 flow_to_redirect;  /* TCP -> redirect: the receiver had read everything */
+	__u64 sticky_tcp;        /* sockets that missed their peer and stay on TCP */
 };
 
 enum event_type {

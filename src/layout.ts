@@ -7,7 +7,7 @@ import { StructCodec } from './codec.js';
 import { formatAddress, parseAddress } from './address.js';
 
 /** Must equal SOCKBYPASS_LAYOUT_VERSION in bpf/sockbypass.h (checked by test). */
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 3;
 
 interface RawSocketKey {
   localIp: Buffer;
@@ -75,11 +75,16 @@ export const SETTINGS_FLAGS = { portFilter: 1 << 0, addressFilter: 1 << 1 } as c
 export interface Settings {
   flags: number;
   layoutVersion: number;
+  /** Bytes a receiver may have queued before its sender falls back to TCP; 0: its SO_RCVBUF. */
+  queueLimit: number;
+  reserved: number;
 }
 
 export const settingsCodec = new StructCodec<Settings>('settings', [
   { name: 'flags', c: 'flags', type: 'u32' },
   { name: 'layoutVersion', c: 'layout_version', type: 'u32' },
+  { name: 'queueLimit', c: 'queue_limit', type: 'u32' },
+  { name: 'reserved', c: 'reserved', type: 'u32' },
 ]);
 
 interface RawAddrRange {
@@ -105,6 +110,15 @@ export interface Counters {
   redirectMisses: number;
   bytesPassed: number;
   eventsLost: number;
+  /** Messages (and bytes) sent by TCP while a receiver's redirected queue was over its limit. */
+  flowMessages: number;
+  flowBytes: number;
+  /** Redirect → TCP switches: a receiver's queue was over its limit. */
+  flowToTcp: number;
+  /** TCP → redirect switches: the receiver had read everything sent on TCP. */
+  flowToRedirect: number;
+  /** Sockets that missed their peer and stay on TCP to keep byte order. */
+  stickyTcp: number;
 }
 
 const COUNTER_FIELDS: ReadonlyArray<[keyof Counters, string]> = [
@@ -119,6 +133,11 @@ const COUNTER_FIELDS: ReadonlyArray<[keyof Counters, string]> = [
   ['redirectMisses', 'redirect_misses'],
   ['bytesPassed', 'bytes_passed'],
   ['eventsLost', 'events_lost'],
+  ['flowMessages', 'flow_messages'],
+  ['flowBytes', 'flow_bytes'],
+  ['flowToTcp', 'flow_to_tcp'],
+  ['flowToRedirect', 'flow_to_redirect'],
+  ['stickyTcp', 'sticky_tcp'],
 ];
 
 type RawCounters = Record<keyof Counters, bigint>;

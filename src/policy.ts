@@ -16,6 +16,11 @@ export interface Policy {
   ports: number[] | null;
   /** null: every address. CIDR text, e.g. "127.0.0.0/8", "::1/128". */
   ranges: string[] | null;
+  /**
+   * Most bytes queued for a receiver before its sender falls back to TCP;
+   * undefined or 0: the receiver's SO_RCVBUF.
+   */
+  queueLimit?: number;
 }
 
 export const ALLOW_ALL: Policy = { ports: null, ranges: null };
@@ -29,6 +34,9 @@ export interface PolicyMaps {
 export function validatePolicy(policy: Policy): void {
   for (const p of policy.ports ?? []) {
     if (!Number.isInteger(p) || p < 1 || p > 65535) throw usage(`bad port ${p}: want 1..65535`);
+  }
+  if (policy.queueLimit !== undefined && (!Number.isInteger(policy.queueLimit) || policy.queueLimit < 0 || policy.queueLimit > 2 ** 31 - 1)) {
+    throw usage(`bad queue limit ${policy.queueLimit}: want 0..${2 ** 31 - 1} bytes`);
   }
   for (const r of policy.ranges ?? []) {
     try {
@@ -60,12 +68,16 @@ export function writePolicy(maps: PolicyMaps, policy: Policy): void {
     maps.allowed_ranges.update(addrRangeCodec.encode({ prefixLength, addr }), Buffer.from([1]));
   }
   const flags = (policy.ports ? SETTINGS_FLAGS.portFilter : 0) | (policy.ranges ? SETTINGS_FLAGS.addressFilter : 0);
-  maps.settings.update(u32(0), settingsCodec.encode({ flags, layoutVersion: LAYOUT_VERSION }));
+  maps.settings.update(
+    u32(0),
+    settingsCodec.encode({ flags, layoutVersion: LAYOUT_VERSION, queueLimit: policy.queueLimit ?? 0, reserved: 0 }),
+  );
 }
 
 export function readPolicy(maps: PolicyMaps): Policy {
   const value = maps.settings.lookup(u32(0));
-  const flags = value ? settingsCodec.decode(value).flags : 0;
+  const settings = value ? settingsCodec.decode(value) : undefined;
+  const flags = settings?.flags ?? 0;
   const ports = [...maps.allowed_ports.keys()].map((k) => k.readUInt32LE(0)).sort((a, b) => a - b);
   const ranges = [...maps.allowed_ranges.keys()].map((k) => {
     const { prefixLength, addr } = addrRangeCodec.decode(k);
@@ -75,11 +87,13 @@ export function readPolicy(maps: PolicyMaps): Policy {
   return {
     ports: flags & SETTINGS_FLAGS.portFilter ? ports : null,
     ranges: flags & SETTINGS_FLAGS.addressFilter ? ranges : null,
+    queueLimit: settings?.queueLimit ?? 0,
   };
 }
 
 export function formatPolicy(policy: Policy): string {
   const ports = policy.ports ? policy.ports.join(',') : 'all';
   const ranges = policy.ranges ? policy.ranges.join(',') : 'all';
-  return `ports ${ports}; addresses ${ranges}`;
+  const queue = policy.queueLimit ? `${policy.queueLimit} bytes` : "the receiver's SO_RCVBUF";
+  return `ports ${ports}; addresses ${ranges}; queue limit ${queue}`;
 }

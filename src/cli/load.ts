@@ -11,6 +11,7 @@ export const loadCommand: Command = {
   --cgroup PATH     cgroup v2 directory (absolute, or relative to the cgroup2 mount)
   --ports P,...     accelerate only connections with one of these ports (default: all)
   --ranges CIDR,... accelerate only connections whose two addresses are in these ranges
+  --queue-limit B   bytes a receiver may have queued before its sender uses TCP (default: its SO_RCVBUF)
   --max-entries N   sockhash capacity in sockets (default ${DEFAULT_MAX_ENTRIES})
   --replace         swap new programs into a running load, keeping its maps and connections`,
   options: {
@@ -18,6 +19,7 @@ export const loadCommand: Command = {
     cgroup: { type: 'string' },
     ports: { type: 'string' },
     ranges: { type: 'string' },
+    'queue-limit': { type: 'string' },
     'max-entries': { type: 'string' },
     object: { type: 'string' },
     replace: { type: 'boolean' },

@@ -42,6 +42,12 @@ export function parsePolicyFlags(
     policy.ranges = null;
     changed = true;
   }
+  if (typeof values['queue-limit'] === 'string') {
+    const text = values['queue-limit'];
+    if (!/^\d+$/.test(text)) throw usage(`--queue-limit wants a byte count (0: the receiver's SO_RCVBUF), got ${JSON.stringify(text)}`);
+    policy.queueLimit = Number(text);
+    changed = true;
+  }
   validatePolicy(policy);
   return { policy, changed };
 }

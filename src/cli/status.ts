@@ -15,6 +15,8 @@ export function formatCounters(c: Counters): string {
     `  skipped by policy     ${c.policySkipped}`,
     `  redirected            ${c.messagesRedirected} messages, ${c.bytesRedirected} bytes`,
     `  redirect misses       ${c.redirectMisses} messages, ${c.bytesPassed} bytes passed to TCP`,
+    `  flow control          ${c.flowMessages} messages, ${c.flowBytes} bytes by TCP while a receiver was full; ${c.flowToTcp} switches to TCP, ${c.flowToRedirect} back`,
+    `  sticky TCP            ${c.stickyTcp} sockets (missed their peer; TCP keeps byte order)`,
     `  events lost           ${c.eventsLost}`,
   ].join('\n');
 }
