@@ -44,9 +44,19 @@ export function monotonicNowNs(): bigint {
   return process.hrtime.bigint();
 }
 
-/** Wall-clock time of an event's monotonic timestamp. */
-export function eventDate(event: SockEvent, nowMs = Date.now(), nowMonoNs = monotonicNowNs()): Date {
-  return new Date(nowMs - Number(nowMonoNs - event.timestampNs) / 1e6);
+let wallOffset: { ms: number; at: bigint } | undefined;
+
+/**
+ * Wall-clock time of an event's monotonic timestamp. The offset between the
+ * two clocks is taken once (and again after a minute, to follow clock
+ * adjustments), so events keep their order when converted.
+ */
+export function eventDate(event: SockEvent): Date {
+  const mono = monotonicNowNs();
+  if (!wallOffset || mono - wallOffset.at > 60_000_000_000n) {
+    wallOffset = { ms: Date.now() - Number(mono) / 1e6, at: mono };
+  }
+  return new Date(wallOffset.ms + Number(event.timestampNs) / 1e6);
 }
 
 export function watchEvents(

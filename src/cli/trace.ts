@@ -52,6 +52,7 @@ export function eventJson(event: SockEvent, ctx: EventContext = {}, date = event
     scope: event.key.netnsCookie,
     netnsCookie: ctx.netnsCookie ?? (scopeIsNetns(event.key.netnsCookie) ? event.key.netnsCookie : null),
     netns: ctx.netnsName ?? null,
+    currentNetns: ctx.currentNetns ?? null,
     socketCookie: event.socketCookie,
     error: event.error,
     pid: owner?.pid ?? (event.pid || null),
