@@ -78,6 +78,11 @@ const WATCH_ROWS: ReadonlyArray<[string, keyof Counters]> = [
   ['bytes redirected', 'bytesRedirected'],
   ['redirect misses', 'redirectMisses'],
   ['bytes passed to TCP', 'bytesPassed'],
+  ['flow control: messages', 'flowMessages'],
+  ['flow control: bytes', 'flowBytes'],
+  ['flow: switches to TCP', 'flowToTcp'],
+  ['flow: back to redirect', 'flowToRedirect'],
+  ['sticky TCP sockets', 'stickyTcp'],
   ['events lost', 'eventsLost'],
 ];
 
