@@ -1,0 +1,362 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * slowreader - a fast writer against a slow reader over one loopback TCP
+ * connection, measuring how much data piles up in the kernel meanwhile.
+ *
+ * The server sets SO_RCVBUF before listen (so the accepted socket has it) and
+ * reads --read-bytes every --interval-ms; the client writes --size messages as
+ * fast as the kernel accepts them for --seconds. A sampler thread records, every
+ * few milliseconds:
+ *   - in flight: bytes the writer got accepted minus bytes the reader read --
+ *     everything queued anywhere in the kernel for this connection (the
+ *     writer's send queue, the TCP receive queue, a redirected queue);
+ *   - FIONREAD of the receiver and SIOCOUTQ of the sender;
+ *   - the host's TCP memory, /proc/net/sockstat "TCP: ... mem N" (pages).
+ * When the writer stops, it shuts down its side; the reader then drains at full
+ * speed and checks every byte (a counter pattern), so reordering or loss
+ * between two paths is caught.
+ *
+ * A safety cap stops the writer once --cap bytes are in flight (an unbounded
+ * queue would otherwise eat the host's memory); hitting it is reported.
+ *
+ * usage: slowreader [--family tcp4|tcp6] [--rcvbuf B] [--sndbuf B] [--size B]
+ *                   [--read-bytes B] [--interval-ms N] [--seconds S] [--cap B]
+ *                   [--sample-ms N]
+ * Output: one JSON object. Exit 0 ran and verified, 1 data mismatch or short,
+ * 2 setup error, 3 watchdog.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct {
+	int family;
+	long rcvbuf, sndbuf, size, read_bytes, interval_ms, sample_ms;
+	double seconds;
+	long long cap;
+} O = { .family = AF_INET, .rcvbuf = 256 * 1024, .size = 64 * 1024, .read_bytes = 16 * 1024,
+	.interval_ms = 5, .sample_ms = 2, .seconds = 3, .cap = 512LL * 1024 * 1024 };
+
+static atomic_llong sent, nread;
+static atomic_bool writing = true, sampling = true, capped;
+static int cfd = -1, sfd = -1;
+
+static struct {
+	long long peak_inflight, peak_fionread, peak_outq, tcp_mem_base, tcp_mem_peak, samples;
+	double peak_inflight_at;
+} S;
+
+__attribute__((noreturn)) static void fatal(const char *what)
+{
+	fprintf(stderr, "slowreader: %s: %s\n", what, strerror(errno));
+	printf("{\"error\":\"%s: %s\"}\n", what, strerror(errno));
+	fflush(stdout);
+	_exit(2);
+}
+
+static void on_alarm(int sig)
+{
+	static const char msg[] = "{\"error\":\"watchdog\"}\n";
+
+	(void)sig;
+	if (write(1, msg, sizeof(msg) - 1) < 0) {
+		/* nothing left to do */
+	}
+	_exit(3);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* Host TCP memory in pages: "TCP: inuse 5 orphan 0 tw 0 alloc 7 mem 3". */
+static long long tcp_mem_pages(void)
+{
+	char buf[1024];
+	FILE *f = fopen("/proc/net/sockstat", "r");
+	long long v = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(buf, sizeof(buf), f)) {
+		char *m;
+
+		if (!strncmp(buf, "TCP:", 4) && (m = strstr(buf, " mem ")))
+			v = atoll(m + 5);
+	}
+	fclose(f);
+	return v;
+}
+
+static inline uint8_t pat(uint64_t off)
+{
+	uint64_t z = (off >> 3) * 0x9e3779b97f4a7c15ULL;
+
+	return (uint8_t)((z ^ (z >> 31)) >> (8 * (off & 7)));
+}
+
+static void *writer(void *arg)
+{
+	uint8_t *buf = malloc((size_t)O.size);
+	double end = now_s() + O.seconds;
+	uint64_t off = 0;
+
+	(void)arg;
+	if (!buf)
+		fatal("malloc");
+	while (now_s() < end) {
+		ssize_t k;
+
+		if (sent - nread > O.cap) {
+			capped = true;
+			break;
+		}
+		for (long i = 0; i < O.size; i++)
+			buf[i] = pat(off + (uint64_t)i);
+		/* Blocking send with a short timeout, so the deadline is honoured. */
+		k = send(cfd, buf, (size_t)O.size, MSG_NOSIGNAL);
+		if (k < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			fatal("send");
+		}
+		/* A partial send: the rest of this message is regenerated from `off`. */
+		off += (uint64_t)k;
+		sent = (long long)off;
+	}
+	writing = false;
+	shutdown(cfd, SHUT_WR);
+	free(buf);
+	return NULL;
+}
+
+static void *sampler(void *arg)
+{
+	double t0 = now_s();
+
+	(void)arg;
+	S.tcp_mem_base = S.tcp_mem_peak = tcp_mem_pages();
+	while (sampling) {
+		long long in = sent - nread, m = tcp_mem_pages();
+		int q = 0, oq = 0;
+
+		ioctl(sfd, FIONREAD, &q);
+		ioctl(cfd, SIOCOUTQ, &oq);
+		if (in > S.peak_inflight) {
+			S.peak_inflight = in;
+			S.peak_inflight_at = now_s() - t0;
+		}
+		if (q > S.peak_fionread)
+			S.peak_fionread = q;
+		if (oq > S.peak_outq)
+			S.peak_outq = oq;
+		if (m > S.tcp_mem_peak)
+			S.tcp_mem_peak = m;
+		S.samples++;
+		sleep_ms(O.sample_ms);
+	}
+	return NULL;
+}
+
+static long parse_bytes(const char *s)
+{
+	char *e;
+	double v = strtod(s, &e);
+
+	if (*e == 'K' || *e == 'k')
+		v *= 1024;
+	else if (*e == 'M' || *e == 'm')
+		v *= 1024 * 1024;
+	else if (*e == 'G' || *e == 'g')
+		v *= 1024.0 * 1024 * 1024;
+	return (long)v;
+}
+
+int main(int argc, char **argv)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int lfd, one = 1, eff_rcv = 0, eff_snd = 0;
+	socklen_t il = sizeof(int);
+	pthread_t wt, st;
+	uint8_t *rbuf;
+	bool intact = true;
+	long long first_bad = -1, slow_read = 0;
+	double t0, t_slow_end, t_end;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!v) {
+			fprintf(stderr, "slowreader: %s needs a value\n", a);
+			return 2;
+		}
+		i++;
+		if (!strcmp(a, "--family"))
+			O.family = !strcmp(v, "tcp6") ? AF_INET6 : AF_INET;
+		else if (!strcmp(a, "--rcvbuf"))
+			O.rcvbuf = parse_bytes(v);
+		else if (!strcmp(a, "--sndbuf"))
+			O.sndbuf = parse_bytes(v);
+		else if (!strcmp(a, "--size"))
+			O.size = parse_bytes(v);
+		else if (!strcmp(a, "--read-bytes"))
+			O.read_bytes = parse_bytes(v);
+		else if (!strcmp(a, "--interval-ms"))
+			O.interval_ms = atol(v);
+		else if (!strcmp(a, "--sample-ms"))
+			O.sample_ms = atol(v);
+		else if (!strcmp(a, "--seconds"))
+			O.seconds = atof(v);
+		else if (!strcmp(a, "--cap"))
+			O.cap = parse_bytes(v);
+		else {
+			fprintf(stderr, "slowreader: unknown option %s\n", a);
+			printf("{\"error\":\"unknown option %s\"}\n", a);
+			return 2;
+		}
+	}
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGALRM, on_alarm);
+	alarm((unsigned)(O.seconds * 4 + 60));
+
+	memset(&ss, 0, sizeof(ss));
+	if (O.family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		a->sin_family = AF_INET;
+		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sl = sizeof(*a);
+	} else {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_addr = in6addr_loopback;
+		sl = sizeof(*a);
+	}
+	lfd = socket(O.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0)
+		fatal("socket");
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* Set on the listener before listen(): the accepted socket inherits it. */
+	if (O.rcvbuf > 0 && setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &(int){ (int)O.rcvbuf }, sizeof(int)) < 0)
+		fatal("SO_RCVBUF");
+	if (bind(lfd, (struct sockaddr *)&ss, sl) < 0 || listen(lfd, 4) < 0)
+		fatal("listen");
+	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) < 0)
+		fatal("getsockname");
+	cfd = socket(O.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (cfd < 0)
+		fatal("socket");
+	if (O.sndbuf > 0 && setsockopt(cfd, SOL_SOCKET, SO_SNDBUF, &(int){ (int)O.sndbuf }, sizeof(int)) < 0)
+		fatal("SO_SNDBUF");
+	/* The send timeout only lets the writer look at its deadline while blocked. */
+	struct timeval tv = { .tv_sec = 0, .tv_usec = 100000 };
+	setsockopt(cfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(cfd, (struct sockaddr *)&ss, sl) < 0)
+		fatal("connect");
+	sfd = accept(lfd, NULL, NULL);
+	if (sfd < 0)
+		fatal("accept");
+	getsockopt(sfd, SOL_SOCKET, SO_RCVBUF, &eff_rcv, &il);
+	il = sizeof(int);
+	getsockopt(cfd, SOL_SOCKET, SO_SNDBUF, &eff_snd, &il);
+
+	rbuf = malloc(4 * 1024 * 1024);
+	if (!rbuf)
+		fatal("malloc");
+	t0 = now_s();
+	if (pthread_create(&st, NULL, sampler, NULL) || pthread_create(&wt, NULL, writer, NULL))
+		fatal("pthread_create");
+
+	/* Slow phase: --read-bytes every --interval-ms while the writer runs. */
+	for (;;) {
+		long want = O.read_bytes;
+
+		while (want > 0) {
+			ssize_t k = recv(sfd, rbuf, (size_t)want, MSG_DONTWAIT);
+
+			if (k <= 0)
+				break;
+			for (ssize_t i = 0; i < k && intact; i++)
+				if (rbuf[i] != pat((uint64_t)nread + (uint64_t)i)) {
+					intact = false;
+					first_bad = nread + i;
+				}
+			nread += k;
+			want -= k;
+		}
+		if (!writing)
+			break;
+		sleep_ms(O.interval_ms);
+	}
+	slow_read = nread;
+	t_slow_end = now_s();
+	sampling = false;
+	pthread_join(st, NULL);
+	/* Drain at full speed and check every byte. */
+	for (;;) {
+		struct pollfd p = { .fd = sfd, .events = POLLIN };
+		ssize_t k;
+
+		if (poll(&p, 1, 5000) <= 0)
+			break;
+		k = recv(sfd, rbuf, 4 * 1024 * 1024, MSG_DONTWAIT);
+		if (k < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (k <= 0)
+			break;
+		for (ssize_t i = 0; i < k && intact; i++)
+			if (rbuf[i] != pat((uint64_t)nread + (uint64_t)i)) {
+				intact = false;
+				first_bad = nread + i;
+			}
+		nread += k;
+	}
+	pthread_join(wt, NULL);
+	t_end = now_s();
+
+	long page = sysconf(_SC_PAGESIZE);
+	printf("{\"family\":\"%s\",\"rcvbufRequested\":%ld,\"rcvbufEffective\":%d,\"sndbufEffective\":%d,\"size\":%ld,"
+	       "\"readBytes\":%ld,\"intervalMs\":%ld,\"seconds\":%.3f,\"bytesSent\":%lld,\"bytesRead\":%lld,"
+	       "\"bytesReadSlowly\":%lld,\"intact\":%s,\"firstBadOffset\":%lld,\"capped\":%s,\"cap\":%lld,"
+	       "\"peakInFlight\":%lld,\"peakInFlightAtS\":%.3f,\"peakFionread\":%lld,\"peakSenderOutq\":%lld,"
+	       "\"tcpMemBasePages\":%lld,\"tcpMemPeakPages\":%lld,\"tcpMemGrowthBytes\":%lld,\"pageSize\":%ld,"
+	       "\"samples\":%lld,\"drainSeconds\":%.3f}\n",
+	       O.family == AF_INET ? "tcp4" : "tcp6", O.rcvbuf, eff_rcv, eff_snd, O.size, O.read_bytes, O.interval_ms,
+	       t_slow_end - t0, (long long)sent, (long long)nread, slow_read, intact ? "true" : "false", first_bad,
+	       capped ? "true" : "false", O.cap, S.peak_inflight, S.peak_inflight_at, S.peak_fionread, S.peak_outq,
+	       S.tcp_mem_base, S.tcp_mem_peak, (S.tcp_mem_peak - S.tcp_mem_base) * page, page, S.samples,
+	       t_end - t_slow_end);
+	close(cfd);
+	close(sfd);
+	close(lfd);
+	return intact && nread == sent ? 0 : 1;
+}
