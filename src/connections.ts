@@ -125,6 +125,7 @@ function netnsRef(ns: NetnsEntry): NetnsRef {
  * process.
  */
 export function describeSockets(sockets: readonly AcceleratedSocket[]): ConnectionDetails[] {
+  if (sockets.length === 0) return [];
   let namespaces = listNetns();
   let diag = diagSockets(namespaces);
   if (sockets.some((s) => !diag.has(s.cookie))) {

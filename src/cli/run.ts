@@ -18,6 +18,7 @@ export const runCommand: Command = {
   --metrics-addr HOST:PORT  where to serve (default ${DEFAULT_METRICS_ADDR}; IPv6 as [ADDR]:PORT)
   --log-events              print the data plane's events to stdout, like \`sockbypass trace\`
   --json                    with --log-events: one JSON object per line
+  --no-owners               with --log-events: no owner lookups (sock_diag, /proc)
   --keep                    leave the load in place on exit`,
   options: {
     ...COMMON,
