@@ -32,3 +32,17 @@ export { DEFAULT_PIN_DIR, ensureBpffs } from './bpffs.js';
 export { SockbypassError, EXIT, type ExitCode } from './errors.js';
 export { DEFAULT_OBJECT, PACKAGE_ROOT } from './paths.js';
 export * as libbpf from './libbpf/index.js';
+export {
+  runBench,
+  planBench,
+  summarizeRuns,
+  renderBenchReport,
+  renderBenchSvg,
+  writeBenchOutputs,
+  type BenchOptions,
+  type BenchReport,
+  type RunRecord,
+} from './bench/runner.js';
+export { verifyOnRun, verifyOffRun, countersDelta, type OnExpectation } from './bench/verify.js';
+export { WORKLOADS, selectWorkloads } from './bench/workloads.js';
+export { runDemo, type DemoOptions, type DemoResult } from './demo.js';

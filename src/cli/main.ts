@@ -14,9 +14,12 @@ import { policyCommand } from './policy.js';
 import { traceCommand } from './trace.js';
 import { connectionsCommand } from './connections.js';
 import { runCommand } from './run.js';
+import { benchCommand } from './bench.js';
+import { demoCommand } from './demo.js';
 
 const COMMANDS: Command[] = [loadCommand, unloadCommand, statusCommand, policyCommand];
 COMMANDS.push(traceCommand, connectionsCommand, runCommand);
+COMMANDS.push(benchCommand, demoCommand);
 
 export function registerCommand(command: Command): void {
   COMMANDS.push(command);

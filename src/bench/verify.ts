@@ -1,0 +1,128 @@
+/**
+ * Is a run what it claims to be? Pure checks on what was observed around one
+ * run; every failed check becomes part of the reason the run is discarded
+ * (never averaged in, always reported).
+ *
+ *   - An ON run must have had the bypass loaded into the bench's own cgroup,
+ *     and its counters must have moved for the workload's connections: the
+ *     sockets entered the map, redirected bytes cover most of the bytes the
+ *     tool reports, and (almost) no send missed its peer.
+ *   - An OFF run must have had nothing loaded: no pins in the bench's pin
+ *     folder before or after, and no sockbypass sock_ops program effective on
+ *     the bench cgroup (attached there or to an ancestor, e.g. by someone
+ *     else's `sockbypass load` at the cgroup root).
+ */
+import type { Counters } from "../layout.js";
+
+/** What an accelerated run of a workload must show in the counters. */
+export interface OnExpectation {
+  /** Sockets the workload's connections put in the map when accelerated (two per connection). */
+  readonly minSockets: number;
+  /** Payload bytes the tool reports it moved (a lower bound of what was sent). */
+  readonly payloadBytes: number;
+}
+
+export interface VerifyThresholds {
+  /** Redirected bytes must be at least this fraction of the tool's payload bytes. */
+  readonly minRedirectedFraction: number;
+  /** Sends passed to TCP instead of the peer (redirectMisses, bytesPassed): at most this fraction of all sends and of all bytes seen by sk_msg. */
+  readonly maxMissFraction: number;
+}
+
+/**
+ * 90% of the tool's bytes: the counters see every send, the tool reports what
+ * was received inside its timed window, so an accelerated run is normally at
+ * or above 100%. Misses: a peer is missing from the map only in the instant
+ * between one end's and the other end's "established" callback, so an
+ * accelerated connection sees none or a handful; 0.1% allows a few such
+ * first-send races on a 100 000-connection crr run and nothing more.
+ */
+export const DEFAULT_THRESHOLDS: VerifyThresholds = { minRedirectedFraction: 0.9, maxMissFraction: 0.001 };
+
+export interface OnObservation {
+  /** `status()` said loaded when the run started. */
+  readonly loaded: boolean;
+  /** The cgroup `status()` reported the programs attached to. */
+  readonly attachedCgroup: string | undefined;
+  /** The bench's own cgroup. */
+  readonly benchCgroup: string;
+  /** Counters after the run minus counters before it. */
+  readonly delta: Counters;
+}
+
+export interface OffObservation {
+  /** `status()` of the bench pin folder said loaded before the run. */
+  readonly loadedBefore: boolean;
+  /** ... or after it. */
+  readonly loadedAfter: boolean;
+  /**
+   * sockbypass sock_ops programs effective on the bench cgroup (by bpftool),
+   * e.g. "id 12 sockbypass_sockops"; null when they could not be listed.
+   */
+  readonly effectivePrograms: readonly string[] | null;
+}
+
+/** Field-wise after - before. */
+export function countersDelta(before: Counters, after: Counters): Counters {
+  const delta = { ...after };
+  for (const key of Object.keys(after) as Array<keyof Counters>) delta[key] = after[key] - before[key];
+  return delta;
+}
+
+function percent(fraction: number): string {
+  return `${Number((fraction * 100).toFixed(2))}%`;
+}
+
+/** Reasons an ON run is not what it claims; empty when it is. */
+export function verifyOnRun(
+  observation: OnObservation,
+  expectation: OnExpectation,
+  thresholds: VerifyThresholds = DEFAULT_THRESHOLDS,
+): string[] {
+  const reasons: string[] = [];
+  if (!observation.loaded) {
+    return ["bypass on claimed, but sockbypass was not loaded when the run started"];
+  }
+  if (observation.attachedCgroup !== observation.benchCgroup) {
+    reasons.push(`sockbypass was attached to ${observation.attachedCgroup ?? "an unknown cgroup"}, not the bench cgroup ${observation.benchCgroup}`);
+  }
+  const d = observation.delta;
+  if (d.socketsInserted < expectation.minSockets) {
+    reasons.push(`only ${d.socketsInserted} sockets were accelerated; the workload's connections need at least ${expectation.minSockets}`);
+  }
+  const insertFailures = d.insertMapFull + d.insertExists + d.insertOther;
+  if (insertFailures > 0) {
+    reasons.push(`${insertFailures} sockets failed to enter the map (map full ${d.insertMapFull}, exists ${d.insertExists}, other ${d.insertOther})`);
+  }
+  if (d.policySkipped > 0) {
+    reasons.push(`${d.policySkipped} sockets were skipped by policy`);
+  }
+  const needBytes = expectation.payloadBytes * thresholds.minRedirectedFraction;
+  if (d.bytesRedirected < needBytes) {
+    const share = expectation.payloadBytes > 0 ? ` (${percent(d.bytesRedirected / expectation.payloadBytes)})` : "";
+    reasons.push(
+      `${d.bytesRedirected} bytes redirected${share}, less than ${percent(thresholds.minRedirectedFraction)} of the ${expectation.payloadBytes} bytes the tool moved`,
+    );
+  }
+  const sends = d.messagesRedirected + d.redirectMisses;
+  const sentBytes = d.bytesRedirected + d.bytesPassed;
+  if (d.redirectMisses > thresholds.maxMissFraction * sends || d.bytesPassed > thresholds.maxMissFraction * sentBytes) {
+    reasons.push(
+      `${d.redirectMisses} of ${sends} sends (${d.bytesPassed} of ${sentBytes} bytes) were passed to TCP instead of the peer socket (more than ${percent(thresholds.maxMissFraction)})`,
+    );
+  }
+  return reasons;
+}
+
+/** Reasons an OFF run is not what it claims; empty when it is. */
+export function verifyOffRun(observation: OffObservation): string[] {
+  const reasons: string[] = [];
+  if (observation.loadedBefore) reasons.push("bypass off claimed, but sockbypass was loaded in the bench pin folder when the run started");
+  if (observation.loadedAfter) reasons.push("bypass off claimed, but sockbypass was loaded in the bench pin folder when the run ended");
+  if (observation.effectivePrograms !== null && observation.effectivePrograms.length > 0) {
+    reasons.push(
+      `bypass off claimed, but sockbypass sock_ops programs are effective on the bench cgroup: ${observation.effectivePrograms.join(", ")}`,
+    );
+  }
+  return reasons;
+}

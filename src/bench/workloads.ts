@@ -1,0 +1,471 @@
+/**
+ * The bench's workloads: what each one runs (always inside the bench cgroup,
+ * always on loopback), what it measures, and what an accelerated run of it
+ * must show in the counters.
+ *
+ *   throughput   iperf3, one stream at -l 64 / 1K / 16K / 128K, and -P 4 -l 128K
+ *   latency      sockperf ping-pong --tcp at -m 64 / 1K / 16K: p50, p99, p99.9 (one-way)
+ *   connections  sbload crr: connect + 64 B request + 64 B response + close, per second
+ *   packets      TCP packets tcpdump sees on lo during an iperf3 -l 128K bulk run
+ *
+ * Throughput and latency workloads carry an AF_UNIX reference measured with
+ * sbload at matching sizes, plus a "same-tool check": sbload over TCP with the
+ * bypass off, so a reader can see how much of the AF_UNIX-vs-TCP gap comes from
+ * the two tools rather than the two socket families.
+ */
+import { accessSync, constants, existsSync } from "node:fs";
+import { delimiter, join, resolve } from "node:path";
+import { BUILD_DIR } from "../paths.js";
+import type { Direction, MetricUnit } from "./stats.js";
+import type { OnExpectation } from "./verify.js";
+import { BenchParseError } from "./errors.js";
+import { parseIperf3Json, type Iperf3Result } from "./iperf3.js";
+import { parseSockperfPingPong } from "./sockperf.js";
+import { parseSbloadOutput } from "./sbload.js";
+import { freePort, sleep, ToolFailure, type BenchEnv, type BenchProcess, type Finished } from "./env.js";
+
+export type Tool = "iperf3" | "sockperf" | "sbload" | "tcpdump";
+export type WorkloadGroup = "throughput" | "latency" | "connections" | "packets";
+
+export interface MetricDef {
+  /** Key into a measurement's `values`. */
+  readonly key: string;
+  /** Shown in the table's Metric column. */
+  readonly name: string;
+  readonly unit: MetricUnit;
+  readonly direction: Direction;
+}
+
+export interface RunContext {
+  readonly env: BenchEnv;
+  /** Length of one run, whole seconds (iperf3 and sockperf take whole seconds). */
+  readonly seconds: number;
+  readonly tools: ToolPaths;
+}
+
+export interface Measurement {
+  /** One value per metric key. */
+  readonly values: Readonly<Record<string, number>>;
+  /** What the counters of an accelerated run must show. */
+  readonly expect: OnExpectation;
+  /** The parsed tool output, for the JSON report. */
+  readonly detail: Readonly<Record<string, unknown>>;
+}
+
+export interface ReferenceMeasurement {
+  readonly values: Readonly<Record<string, number>>;
+  readonly detail: Readonly<Record<string, unknown>>;
+}
+
+export interface ReferenceDef {
+  /** Label of the reference column. */
+  readonly label: string;
+  /** The AF_UNIX command, for the report. */
+  readonly command: string;
+  /** The same tool over TCP (bypass off), for the report. */
+  readonly checkCommand: string;
+  readonly needs: readonly Tool[];
+  /** AF_UNIX at the workload's sizes. */
+  run(ctx: RunContext): Promise<ReferenceMeasurement>;
+  /** The same tool and sizes over TCP on loopback. */
+  runTcpCheck(ctx: RunContext): Promise<ReferenceMeasurement>;
+}
+
+export interface Workload {
+  /** Name for --only. */
+  readonly id: string;
+  readonly group: WorkloadGroup;
+  /** Shown in the table's Workload column and in progress lines. */
+  readonly title: string;
+  /** The command it runs, for the report. */
+  readonly command: string;
+  readonly metrics: readonly MetricDef[];
+  readonly needs: readonly Tool[];
+  run(ctx: RunContext): Promise<Measurement>;
+  readonly reference?: ReferenceDef;
+}
+
+// ------------------------------------------------------------------ tools
+
+export type ToolPaths = Readonly<Record<Tool, string | undefined>>;
+
+function onPath(name: string, pathEnv = process.env.PATH ?? ""): string | undefined {
+  for (const dir of pathEnv.split(delimiter)) {
+    if (!dir) continue;
+    const full = join(dir, name);
+    try {
+      accessSync(full, constants.X_OK);
+      return full;
+    } catch {
+      // Not here.
+    }
+  }
+  return undefined;
+}
+
+/** Where each tool is; undefined for a missing one. sbload is the one built by `make` (build/sbload). */
+export function findTools(buildDir = BUILD_DIR): ToolPaths {
+  const sbload = resolve(buildDir, "sbload");
+  return {
+    iperf3: onPath("iperf3"),
+    sockperf: onPath("sockperf"),
+    tcpdump: onPath("tcpdump"),
+    sbload: existsSync(sbload) ? sbload : undefined,
+  };
+}
+
+function tool(ctx: RunContext, name: Tool): string {
+  const path = ctx.tools[name];
+  if (path === undefined) throw new ToolFailure(`${name} is not installed`);
+  return path;
+}
+
+function outputTail(f: Finished, max = 300): string {
+  const text = (f.stderr.trim() || f.stdout.trim()).replace(/\s+/g, " ");
+  return text.length <= max ? text : `...${text.slice(-max)}`;
+}
+
+/** Turn a parser's complaint into a run failure. */
+function parsed<T>(parse: () => T, f: Finished, what: string): T {
+  try {
+    return parse();
+  } catch (e) {
+    if (e instanceof BenchParseError) {
+      const exit = f.code === 0 ? "" : ` (exit ${f.code ?? f.signal})`;
+      throw new ToolFailure(`${what}: ${e.reason}${exit}`);
+    }
+    throw e;
+  }
+}
+
+function requireExit0(f: Finished, what: string): void {
+  if (f.code !== 0) throw new ToolFailure(`${what} exited ${f.code ?? f.signal}: ${outputTail(f)}`);
+}
+
+/** Give a server that should exit by itself `ms`, then kill it by PID. */
+async function reap(ctx: RunContext, proc: BenchProcess, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const exited = await Promise.race([
+    proc.done.then(() => true),
+    new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms))),
+  ]);
+  clearTimeout(timer);
+  if (!exited) await ctx.env.stop(proc, "SIGKILL");
+}
+
+function clientTimeoutMs(ctx: RunContext): number {
+  return ctx.seconds * 1000 + 30_000;
+}
+
+export function sizeLabel(bytes: number): string {
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024}K`;
+  return String(bytes);
+}
+
+// ------------------------------------------------------------------ iperf3
+
+interface Iperf3Options {
+  readonly length: number;
+  readonly streams: number;
+}
+
+function iperf3ClientArgs(port: number, seconds: number, o: Iperf3Options): string[] {
+  return [
+    "-c", "127.0.0.1", "-p", String(port), "-t", String(seconds), "-l", String(o.length),
+    ...(o.streams > 1 ? ["-P", String(o.streams)] : []),
+    "--json",
+  ];
+}
+
+/** One iperf3 run: server `-s -1` on 127.0.0.1 (a fresh free port), then the client; both in the cgroup. */
+async function iperf3Run(ctx: RunContext, o: Iperf3Options, port?: number): Promise<Iperf3Result> {
+  const iperf3 = tool(ctx, "iperf3");
+  const p = port ?? (await freePort());
+  const server = ctx.env.start(iperf3, ["-s", "-1", "--forceflush", "-p", String(p), "-B", "127.0.0.1"]);
+  try {
+    await ctx.env.waitForOutput(server, /Server listening/, 10_000);
+    const client = await ctx.env.run(iperf3, iperf3ClientArgs(p, ctx.seconds, o), { timeoutMs: clientTimeoutMs(ctx) });
+    const result = parsed(() => parseIperf3Json(client.stdout), client, "iperf3");
+    requireExit0(client, "iperf3 client");
+    return result;
+  } finally {
+    // -1: the server exits after its one test.
+    await reap(ctx, server, 3000);
+  }
+}
+
+function iperf3Expectation(r: Iperf3Result): OnExpectation {
+  // A control connection plus one per stream, two sockets each.
+  return { minSockets: 2 * (r.streams + 1), payloadBytes: r.bytes };
+}
+
+function iperf3Detail(r: Iperf3Result): Record<string, unknown> {
+  return { ...r };
+}
+
+const THROUGHPUT: MetricDef = { key: "bitsPerSecond", name: "throughput", unit: "bit/s", direction: "higher-is-better" };
+
+function sbloadStreamArgs(family: "unix" | "tcp4", o: Iperf3Options, seconds: number): string[] {
+  return [
+    "stream", "--family", family, "--size", String(o.length), "--read-size", String(o.length),
+    "--streams", String(o.streams), "--seconds", String(seconds),
+  ];
+}
+
+async function sbloadStream(ctx: RunContext, family: "unix" | "tcp4", o: Iperf3Options): Promise<ReferenceMeasurement> {
+  const f = await ctx.env.run(tool(ctx, "sbload"), sbloadStreamArgs(family, o, ctx.seconds), { timeoutMs: clientTimeoutMs(ctx) });
+  const r = parsed(() => parseSbloadOutput(f.stdout, "stream"), f, "sbload stream");
+  requireExit0(f, "sbload stream");
+  return { values: { [THROUGHPUT.key]: r.bitsPerSecond }, detail: { family, ...r } };
+}
+
+function throughputWorkload(o: Iperf3Options): Workload {
+  const flags = `${o.streams > 1 ? `-P ${o.streams} ` : ""}-l ${sizeLabel(o.length)}`;
+  const streamFlags = (family: string) =>
+    `sbload stream --family ${family} --size ${o.length} --read-size ${o.length} --streams ${o.streams}`;
+  return {
+    id: `iperf3${o.streams > 1 ? `-P${o.streams}` : ""}-${sizeLabel(o.length)}`,
+    group: "throughput",
+    title: `iperf3 ${flags}`,
+    command: `iperf3 -c 127.0.0.1 -t SECONDS ${flags} --json (server: iperf3 -s -1 --forceflush -B 127.0.0.1)`,
+    metrics: [THROUGHPUT],
+    needs: ["iperf3"],
+    async run(ctx) {
+      const r = await iperf3Run(ctx, o);
+      return { values: { [THROUGHPUT.key]: r.bitsPerSecond }, expect: iperf3Expectation(r), detail: iperf3Detail(r) };
+    },
+    reference: {
+      label: "AF_UNIX",
+      command: streamFlags("unix"),
+      checkCommand: streamFlags("tcp4"),
+      needs: ["sbload"],
+      run: (ctx) => sbloadStream(ctx, "unix", o),
+      runTcpCheck: (ctx) => sbloadStream(ctx, "tcp4", o),
+    },
+  };
+}
+
+// ------------------------------------------------------------------ sockperf
+
+const LATENCY: readonly MetricDef[] = [
+  { key: "p50Us", name: "p50 latency", unit: "us", direction: "lower-is-better" },
+  { key: "p99Us", name: "p99 latency", unit: "us", direction: "lower-is-better" },
+  { key: "p999Us", name: "p99.9 latency", unit: "us", direction: "lower-is-better" },
+];
+
+/**
+ * sbload rr reports round-trip times; sockperf reports one-way latency (half
+ * the round trip). The reference is halved to sockperf's convention.
+ */
+async function sbloadRr(ctx: RunContext, family: "unix" | "tcp4", size: number): Promise<ReferenceMeasurement> {
+  const f = await ctx.env.run(
+    tool(ctx, "sbload"),
+    ["rr", "--family", family, "--size", String(size), "--seconds", String(ctx.seconds)],
+    { timeoutMs: clientTimeoutMs(ctx) },
+  );
+  const r = parsed(() => parseSbloadOutput(f.stdout, "rr"), f, "sbload rr");
+  requireExit0(f, "sbload rr");
+  return {
+    values: { p50Us: r.p50Us / 2, p99Us: r.p99Us / 2, p999Us: r.p999Us / 2 },
+    detail: { family, roundTripUs: { p50: r.p50Us, p99: r.p99Us, p999: r.p999Us }, roundTrips: r.roundTrips, halved: true },
+  };
+}
+
+function pingPongWorkload(size: number): Workload {
+  return {
+    id: `pingpong-${sizeLabel(size)}`,
+    group: "latency",
+    title: `sockperf pp -m ${sizeLabel(size)}`,
+    command: `sockperf ping-pong --tcp -i 127.0.0.1 -m ${size} -t SECONDS (server: sockperf server --tcp -i 127.0.0.1)`,
+    metrics: LATENCY,
+    needs: ["sockperf"],
+    async run(ctx) {
+      const sockperf = tool(ctx, "sockperf");
+      const port = String(await freePort());
+      const server = ctx.env.start(sockperf, ["server", "--tcp", "-i", "127.0.0.1", "-p", port]);
+      try {
+        await ctx.env.waitForOutput(server, /to block on socket/, 10_000);
+        const client = await ctx.env.run(
+          sockperf,
+          ["ping-pong", "--tcp", "-i", "127.0.0.1", "-p", port, "-m", String(size), "-t", String(ctx.seconds)],
+          { timeoutMs: clientTimeoutMs(ctx) },
+        );
+        // sockperf exits 0 even when it measured nothing: the parser is the judge.
+        const r = parsed(() => parseSockperfPingPong(`${client.stdout}\n${client.stderr}`), client, "sockperf");
+        if (r.protocol !== "TCP") throw new ToolFailure(`sockperf measured ${r.protocol}, not TCP`);
+        requireExit0(client, "sockperf ping-pong");
+        return {
+          values: { p50Us: r.p50Us, p99Us: r.p99Us, p999Us: r.p999Us },
+          // Every observation is one message each way, in the measured window alone.
+          expect: { minSockets: 2, payloadBytes: 2 * size * r.observations },
+          detail: { ...r, messageSize: size },
+        };
+      } finally {
+        // sockperf server never exits by itself: kill it by PID.
+        await ctx.env.stop(server, "SIGKILL");
+      }
+    },
+    reference: {
+      label: "AF_UNIX",
+      command: `sbload rr --family unix --size ${size} (round trip / 2)`,
+      checkCommand: `sbload rr --family tcp4 --size ${size} (round trip / 2)`,
+      needs: ["sbload"],
+      run: (ctx) => sbloadRr(ctx, "unix", size),
+      runTcpCheck: (ctx) => sbloadRr(ctx, "tcp4", size),
+    },
+  };
+}
+
+// ------------------------------------------------------------------ sbload crr
+
+const CRR_SIZE = 64;
+/** A run in which more than this share of connections failed measured something else. */
+const CRR_MAX_FAILURE_FRACTION = 0.01;
+
+/**
+ * Connection setup rate. sbload closes each connection with SO_LINGER {1, 0}
+ * (an RST instead of FIN/TIME_WAIT): tens of thousands of connections per run
+ * would otherwise leave TIME_WAIT sockets behind that slow the next runs
+ * (ephemeral-port search, hash chains), skewing later runs of the interleaved
+ * sequence against earlier ones.
+ */
+const crrWorkload: Workload = {
+  id: "crr",
+  group: "connections",
+  title: `sbload crr ${CRR_SIZE} B`,
+  command: `sbload crr --family tcp4 --size ${CRR_SIZE} --seconds SECONDS (SO_LINGER 0)`,
+  metrics: [{ key: "connectionsPerSecond", name: "connection rate", unit: "conn/s", direction: "higher-is-better" }],
+  needs: ["sbload"],
+  async run(ctx) {
+    const f = await ctx.env.run(
+      tool(ctx, "sbload"),
+      ["crr", "--family", "tcp4", "--size", String(CRR_SIZE), "--seconds", String(ctx.seconds)],
+      { timeoutMs: clientTimeoutMs(ctx) },
+    );
+    const r = parsed(() => parseSbloadOutput(f.stdout, "crr"), f, "sbload crr");
+    requireExit0(f, "sbload crr");
+    if (r.failures > CRR_MAX_FAILURE_FRACTION * r.connections) {
+      throw new ToolFailure(`sbload crr: ${r.failures} of ${r.connections + r.failures} connections failed`);
+    }
+    return {
+      values: { connectionsPerSecond: r.connectionsPerSecond },
+      expect: { minSockets: 2 * r.connections, payloadBytes: 2 * CRR_SIZE * r.connections },
+      detail: { ...r },
+    };
+  },
+};
+
+// ------------------------------------------------------------------ packets
+
+export interface TcpdumpCounts {
+  readonly captured: number;
+  readonly receivedByFilter: number;
+  readonly droppedByKernel: number;
+}
+
+/** The three counts tcpdump prints on exit (stderr). */
+export function parseTcpdumpCounts(stderr: string): TcpdumpCounts {
+  const count = (what: string): number => {
+    const m = new RegExp(String.raw`(\d+) packets? ${what}`).exec(stderr);
+    if (!m?.[1]) throw new ToolFailure(`tcpdump printed no "${what}" count: ${stderr.trim().slice(-200)}`);
+    return Number(m[1]);
+  };
+  return { captured: count("captured"), receivedByFilter: count("received by filter"), droppedByKernel: count("dropped by kernel") };
+}
+
+const PACKETS_LENGTH = 128 * 1024;
+
+/**
+ * The proof: how many TCP packets cross lo for a bulk transfer. With the
+ * bypass on, only the handshakes and teardowns of iperf3's two connections
+ * should be left. The value is tcpdump's "received by filter" count (which
+ * includes any packet the capture buffer dropped).
+ */
+const packetsWorkload: Workload = {
+  id: "packets",
+  group: "packets",
+  title: `lo packets, iperf3 -l ${sizeLabel(PACKETS_LENGTH)}`,
+  command: `tcpdump -i lo -p 'tcp port PORT' during iperf3 -l ${PACKETS_LENGTH} -t SECONDS`,
+  metrics: [{ key: "packets", name: "packets on lo", unit: "packets", direction: "lower-is-better" }],
+  needs: ["iperf3", "tcpdump"],
+  async run(ctx) {
+    const port = await freePort();
+    // tcpdump itself makes no TCP connection: it runs outside the cgroup.
+    const capture = ctx.env.start(
+      tool(ctx, "tcpdump"),
+      ["-i", "lo", "-nn", "-p", "-q", "-B", "8192", "-w", "/dev/null", `tcp port ${port}`],
+      { inCgroup: false },
+    );
+    let result: Iperf3Result;
+    try {
+      await ctx.env.waitForOutput(capture, /listening on/, 10_000);
+      result = await iperf3Run(ctx, { length: PACKETS_LENGTH, streams: 1 }, port);
+      // Let the last teardown packets reach the capture.
+      await sleep(300);
+    } finally {
+      await ctx.env.stop(capture, "SIGINT", 3000);
+    }
+    const counts = parseTcpdumpCounts((await capture.done).stderr);
+    return {
+      values: { packets: counts.receivedByFilter },
+      expect: iperf3Expectation(result),
+      detail: { tcpdump: counts, iperf3: iperf3Detail(result), port },
+    };
+  },
+};
+
+// ------------------------------------------------------------------ the catalogue
+
+/** Every workload, in the order a full bench runs them. */
+export const WORKLOADS: readonly Workload[] = [
+  throughputWorkload({ length: 64, streams: 1 }),
+  throughputWorkload({ length: 1024, streams: 1 }),
+  throughputWorkload({ length: 16 * 1024, streams: 1 }),
+  throughputWorkload({ length: 128 * 1024, streams: 1 }),
+  throughputWorkload({ length: 128 * 1024, streams: 4 }),
+  pingPongWorkload(64),
+  pingPongWorkload(1024),
+  pingPongWorkload(16 * 1024),
+  crrWorkload,
+  packetsWorkload,
+];
+
+/** What --quick runs: the smallest and largest single-stream writes, 64 B ping-pong, and the packet count. */
+export const QUICK_WORKLOADS: readonly string[] = ["iperf3-64", "iperf3-128K", "pingpong-64", "packets"];
+
+const GROUP_ALIASES: Readonly<Record<string, WorkloadGroup>> = {
+  throughput: "throughput",
+  bulk: "throughput",
+  latency: "latency",
+  pingpong: "latency",
+  connections: "connections",
+  crr: "connections",
+  packets: "packets",
+};
+
+/**
+ * Workloads named by --only: workload ids (iperf3-64, iperf3-P4-128K,
+ * pingpong-1K, crr, packets, ...) or groups (throughput, latency, connections,
+ * packets), case-insensitive, in catalogue order. Throws on an unknown name.
+ */
+export function selectWorkloads(names: readonly string[], catalogue: readonly Workload[] = WORKLOADS): Workload[] {
+  const wanted = new Set<Workload>();
+  for (const raw of names) {
+    const name = raw.trim().toLowerCase();
+    if (name === "") continue;
+    const byId = catalogue.find((w) => w.id.toLowerCase() === name);
+    if (byId) {
+      wanted.add(byId);
+      continue;
+    }
+    const group = GROUP_ALIASES[name];
+    const inGroup = group === undefined ? [] : catalogue.filter((w) => w.group === group);
+    if (inGroup.length === 0) {
+      throw new RangeError(
+        `unknown workload ${JSON.stringify(raw)}; known: ${catalogue.map((w) => w.id).join(", ")}, or a group: ${Object.keys(GROUP_ALIASES).join(", ")}`,
+      );
+    }
+    for (const w of inGroup) wanted.add(w);
+  }
+  return catalogue.filter((w) => wanted.has(w));
+}

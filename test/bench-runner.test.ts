@@ -1,0 +1,294 @@
+/**
+ * The bench runner: the verification that decides whether a run is what it
+ * claims (unit tests on fabricated counter deltas), how discarded runs are
+ * kept out of the statistics, and a privileged smoke test that runs one tiny
+ * workload for real and checks it leaves nothing behind, also on SIGINT.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { requirePrivileged } from './support/privileged.js';
+import { waitFor } from './support/sandbox.js';
+import { bpftoolPrograms } from './support/witness.js';
+import { countersDelta, verifyOffRun, verifyOnRun, DEFAULT_THRESHOLDS, type OnObservation } from '../src/bench/verify.js';
+import { planBench, runBench, summarizeRuns, writeBenchOutputs, type RunRecord } from '../src/bench/runner.js';
+import { findTools, selectWorkloads, WORKLOADS, type Workload } from '../src/bench/workloads.js';
+import { zeroCounters, type Counters } from '../src/layout.js';
+import { cgroup2Mount } from '../src/cgroup.js';
+import { PACKAGE_ROOT } from '../src/paths.js';
+
+const MB = 1024 * 1024;
+const CGROUP = '/sys/fs/cgroup/unified/sockbypass-bench-1';
+
+function counters(partial: Partial<Counters>): Counters {
+  return { ...zeroCounters(), ...partial };
+}
+
+/** What an accelerated iperf3 run of 100 MB looks like: 4 sockets, every byte redirected. */
+function goodOn(delta: Partial<Counters> = {}): OnObservation {
+  return {
+    loaded: true,
+    attachedCgroup: CGROUP,
+    benchCgroup: CGROUP,
+    delta: counters({ socketsInserted: 4, socketsClosed: 4, messagesRedirected: 800, bytesRedirected: 100 * MB + 300, ...delta }),
+  };
+}
+const IPERF3 = { minSockets: 4, payloadBytes: 100 * MB };
+
+test('verifyOnRun keeps a run whose counters show the workload redirected', () => {
+  assert.deepEqual(verifyOnRun(goodOn(), IPERF3), []);
+  // A handful of first-send misses out of many sends stays within 0.1%.
+  assert.deepEqual(verifyOnRun(goodOn({ messagesRedirected: 100_000, redirectMisses: 2, bytesPassed: 128 }), IPERF3), []);
+});
+
+test('verifyOnRun discards an ON run whose counters did not move', () => {
+  const reasons = verifyOnRun(goodOn({ socketsInserted: 0, socketsClosed: 0, messagesRedirected: 0, bytesRedirected: 0 }), IPERF3);
+  assert.equal(reasons.length, 2, reasons.join(' | '));
+  assert.match(reasons[0] ?? '', /only 0 sockets were accelerated; .* at least 4/);
+  assert.match(reasons[1] ?? '', /^0 bytes redirected \(0%\), less than 90% of the 104857600 bytes/);
+});
+
+test('verifyOnRun discards an ON run when sockbypass was not loaded, or loaded elsewhere', () => {
+  assert.match(verifyOnRun({ ...goodOn(), loaded: false }, IPERF3).join(), /not loaded when the run started/);
+  assert.match(verifyOnRun({ ...goodOn(), attachedCgroup: '/sys/fs/cgroup/unified' }, IPERF3).join(), /attached to \/sys\/fs\/cgroup\/unified, not the bench cgroup/);
+});
+
+test('verifyOnRun discards an ON run in which data went through TCP', () => {
+  // Too few bytes redirected: 40% of what the tool moved.
+  assert.match(verifyOnRun(goodOn({ bytesRedirected: 40 * MB }), IPERF3).join(), /^41943040 bytes redirected \(40%\), less than 90%/);
+  // Enough bytes, but many sends passed to TCP.
+  const misses = verifyOnRun(goodOn({ messagesRedirected: 800, redirectMisses: 200, bytesPassed: 25 * MB }), IPERF3);
+  assert.equal(misses.length, 1);
+  assert.match(misses[0] ?? '', /^200 of 1000 sends \(26214400 of \d+ bytes\) were passed to TCP/);
+  // Few sends, but most of the bytes: a bytes check catches it too.
+  assert.match(
+    verifyOnRun(goodOn({ messagesRedirected: 100_000, redirectMisses: 5, bytesPassed: 10 * MB }), IPERF3).join(),
+    /5 of 100005 sends/,
+  );
+  // The boundary: exactly 0.1% of sends is still kept, one more is not.
+  assert.deepEqual(verifyOnRun(goodOn({ messagesRedirected: 999, redirectMisses: 1, bytesPassed: 64 }), IPERF3), []);
+  assert.equal(verifyOnRun(goodOn({ messagesRedirected: 998, redirectMisses: 2, bytesPassed: 64 }), IPERF3).length, 1);
+});
+
+test('verifyOnRun discards an ON run with insert failures or policy skips', () => {
+  assert.match(verifyOnRun(goodOn({ insertMapFull: 3 }), IPERF3).join(), /3 sockets failed to enter the map \(map full 3/);
+  assert.match(verifyOnRun(goodOn({ policySkipped: 2 }), IPERF3).join(), /2 sockets were skipped by policy/);
+});
+
+test('verifyOffRun keeps a run with nothing loaded and discards one with sockbypass anywhere above it', () => {
+  assert.deepEqual(verifyOffRun({ loadedBefore: false, loadedAfter: false, effectivePrograms: [] }), []);
+  // bpftool unavailable: the pin check alone decides.
+  assert.deepEqual(verifyOffRun({ loadedBefore: false, loadedAfter: false, effectivePrograms: null }), []);
+  assert.match(verifyOffRun({ loadedBefore: true, loadedAfter: false, effectivePrograms: [] }).join(), /loaded .* when the run started/);
+  assert.match(verifyOffRun({ loadedBefore: false, loadedAfter: true, effectivePrograms: [] }).join(), /when the run ended/);
+  assert.match(
+    verifyOffRun({ loadedBefore: false, loadedAfter: false, effectivePrograms: ['id 7 sockbypass_sockops'] }).join(),
+    /effective on the bench cgroup: id 7 sockbypass_sockops/,
+  );
+});
+
+test('countersDelta subtracts field by field', () => {
+  const d = countersDelta(counters({ socketsInserted: 2, bytesRedirected: 10 }), counters({ socketsInserted: 6, bytesRedirected: 110 }));
+  assert.equal(d.socketsInserted, 4);
+  assert.equal(d.bytesRedirected, 100);
+  assert.equal(d.redirectMisses, 0);
+});
+
+function record(index: number, pair: number, mode: 'on' | 'off', value: number | undefined, discardReason?: string): RunRecord {
+  return {
+    index,
+    workload: 'w',
+    title: 'W',
+    pair,
+    mode,
+    positionInPair: index % 2 === 1 ? 1 : 2,
+    startedAt: new Date(0).toISOString(),
+    elapsedSeconds: 1,
+    values: value === undefined ? {} : { bitsPerSecond: value },
+    kept: discardReason === undefined,
+    ...(discardReason === undefined ? {} : { discardReason }),
+  };
+}
+
+const FAKE: Workload = {
+  id: 'w',
+  group: 'throughput',
+  title: 'W',
+  command: 'fake',
+  metrics: [{ key: 'bitsPerSecond', name: 'throughput', unit: 'bit/s', direction: 'higher-is-better' }],
+  needs: [],
+  run: () => Promise.reject(new Error('not run')),
+};
+
+test('discarded runs are reported but never enter a statistic', () => {
+  const runs = [
+    record(1, 0, 'on', 30e9),
+    record(2, 0, 'off', 10e9),
+    record(3, 1, 'off', 11e9),
+    // Claimed on, counters did not move: its (TCP-speed) value must not pull the on median down.
+    record(4, 1, 'on', 10e9, 'only 0 sockets were accelerated'),
+    record(5, 2, 'on', 32e9),
+    record(6, 2, 'off', 9e9),
+    record(7, 3, 'off', undefined, 'iperf3: connection refused'),
+    record(8, 3, 'on', 31e9),
+  ];
+  const [summary] = summarizeRuns([FAKE], runs);
+  assert.ok(summary);
+  assert.equal(summary.pairsTotal, 4);
+  assert.equal(summary.pairsUsed, 2);
+  assert.deepEqual(summary.ratios, [3, 32 / 9]);
+  assert.deepEqual(summary.on, { median: 31e9, min: 30e9, max: 32e9, n: 3 });
+  assert.deepEqual(summary.off, { median: 10e9, min: 9e9, max: 11e9, n: 3 });
+  assert.deepEqual(
+    summary.discarded.map((d) => [d.pairIndex, d.mode, d.reason, d.value]),
+    [
+      [1, 'on', 'only 0 sockets were accelerated', 10e9],
+      [3, 'off', 'iperf3: connection refused', undefined],
+    ],
+  );
+});
+
+test('the plan: --quick, --only, missing tools and the step count', () => {
+  const all = { iperf3: '/x/iperf3', sockperf: '/x/sockperf', tcpdump: '/x/tcpdump', sbload: '/x/sbload' };
+  const full = planBench({}, all);
+  assert.equal(full.workloads.length, WORKLOADS.length);
+  assert.equal(full.pairs, 3);
+  assert.equal(full.seconds, 3);
+  const quick = planBench({ quick: true }, all);
+  assert.deepEqual(quick.workloads.map((w) => w.id), ['iperf3-64', 'iperf3-128K', 'pingpong-64', 'packets']);
+  // 4 workloads x 2 pairs x 2 runs, plus 3 references x 2 pairs x (AF_UNIX + same-tool TCP).
+  assert.equal(quick.totalSteps, 16 + 12);
+  assert.deepEqual(planBench({ only: ['latency', 'crr'] }, all).workloads.map((w) => w.id), ['pingpong-64', 'pingpong-1K', 'pingpong-16K', 'crr']);
+  const noSbload = planBench({ only: ['crr', 'iperf3-1k'] }, { ...all, sbload: undefined });
+  assert.deepEqual(noSbload.workloads.map((w) => w.id), ['iperf3-1K']);
+  assert.deepEqual(noSbload.skipped, [{ workload: 'crr', reason: 'sbload not installed' }]);
+  assert.deepEqual(noSbload.referencesSkipped, [{ workload: 'iperf3-1K', reason: 'sbload not installed' }]);
+  assert.throws(() => selectWorkloads(['iperf9']), /unknown workload "iperf9"/);
+  assert.throws(() => planBench({ pairs: 0 }, all), /pairs must be a whole number/);
+});
+
+// ------------------------------------------------------------------ privileged
+
+function ourLeftovers(pid: number): string[] {
+  const mount = cgroup2Mount();
+  const prefix = `sockbypass-bench-${pid}`;
+  return [
+    ...readdirSync(mount).filter((n) => n.startsWith(prefix)).map((n) => join(mount, n)),
+    ...readdirSync('/sys/fs/bpf').filter((n) => n.startsWith(prefix)).map((n) => join('/sys/fs/bpf', n)),
+  ];
+}
+
+function alive(pid: number, comm: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === comm;
+  } catch {
+    return false;
+  }
+}
+
+function needIperf3(t: import('node:test').TestContext): boolean {
+  if (findTools().iperf3) return true;
+  if (process.env.CI === 'true') throw new Error('iperf3 is not installed (scripts/setup.sh installs it)');
+  t.skip('needs iperf3');
+  return false;
+}
+
+test('bench smoke: iperf3 -l 128K, one pair of 1 s: ON redirected, OFF not, JSON well-formed, nothing left behind', async (t) => {
+  if (!requirePrivileged(t) || !needIperf3(t)) return;
+  const programsBefore = new Set(bpftoolPrograms().map((p) => p.id));
+  const lines: string[] = [];
+  const report = await runBench({
+    only: ['iperf3-128K'],
+    pairs: 1,
+    seconds: 1,
+    references: false,
+    handleSignals: false,
+    progress: (text) => lines.push(text),
+  });
+  t.diagnostic(lines.join('').trim());
+
+  assert.equal(report.runs.length, 2);
+  assert.deepEqual(report.runs.map((r) => r.mode), ['on', 'off'], 'pair 1 runs on first');
+  const on = report.runs[0] as RunRecord;
+  const off = report.runs[1] as RunRecord;
+  const iperf3Bytes = (on.detail as { bytes: number } | undefined)?.bytes ?? 0;
+  assert.ok(iperf3Bytes > 0, 'the ON run measured something');
+  // ON: the counters of its own load moved for iperf3's two connections.
+  assert.ok(on.counters, 'ON run has counters');
+  assert.ok(on.counters.socketsInserted >= 4, `sockets inserted: ${on.counters.socketsInserted}`);
+  assert.ok(on.counters.bytesRedirected >= 0.5 * iperf3Bytes, `redirected ${on.counters.bytesRedirected} of ${iperf3Bytes} B`);
+  assert.ok(on.programIds && on.programIds.sockOps > 0);
+  // Kept exactly when the verification says so (the thresholds are unit-tested above).
+  const onReasons = verifyOnRun(
+    { loaded: true, attachedCgroup: report.settings.cgroup, benchCgroup: report.settings.cgroup, delta: on.counters },
+    { minSockets: 4, payloadBytes: iperf3Bytes },
+    DEFAULT_THRESHOLDS,
+  );
+  assert.equal(on.kept, onReasons.length === 0, on.discardReason ?? '');
+  // OFF: nothing loaded before or after, nothing sockbypass effective on the cgroup, no counters.
+  assert.equal(off.kept, true, off.discardReason ?? '');
+  assert.deepEqual(off.offCheck, { loadedBefore: false, loadedAfter: false, effectivePrograms: [] });
+  assert.equal(off.counters, undefined);
+  assert.ok((off.values.bitsPerSecond ?? 0) > 0);
+
+  // The JSON (and the SVG next to it) are well-formed and complete.
+  const dir = mkdtempSync(join(tmpdir(), 'sockbypass-bench-test-'));
+  try {
+    const paths = await writeBenchOutputs(report, dir);
+    const json = JSON.parse(readFileSync(paths.json, 'utf8')) as typeof report;
+    assert.equal(json.schema, 'sockbypass-bench/1');
+    assert.equal(json.runs.length, 2);
+    assert.equal(json.summaries.length, 1);
+    assert.equal(json.summaries[0]?.pairsTotal, 1);
+    assert.equal(json.machine.nproc > 0, true);
+    assert.match(json.machine.kernel, /^\d+\.\d+/);
+    assert.ok(Array.isArray(json.discarded));
+    assert.match(readFileSync(paths.svg, 'utf8'), /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  // Nothing left behind: cgroup, pins, our programs, our processes.
+  assert.equal(report.cleanupProblems.length, 0, report.cleanupProblems.join('; '));
+  assert.equal(existsSync(report.settings.cgroup), false, 'bench cgroup removed');
+  assert.equal(existsSync(report.settings.pinDir), false, 'bench pin folder removed');
+  assert.deepEqual(ourLeftovers(process.pid), []);
+  const ours = new Set([on.programIds.sockOps, on.programIds.skMsg]);
+  // Programs are freed once their last reference (sockets, links) is gone; allow the kernel a moment.
+  await waitFor(() => !bpftoolPrograms().some((p) => ours.has(p.id)), 5000).catch(() => undefined);
+  const remaining = bpftoolPrograms();
+  assert.deepEqual(remaining.filter((p) => ours.has(p.id)), [], 'the programs the bench loaded are gone');
+  const otherNew = remaining.filter((p) => !programsBefore.has(p.id));
+  if (otherNew.length > 0) t.diagnostic(`sock_ops/sk_msg programs loaded meanwhile by others: ${JSON.stringify(otherNew)}`);
+  assert.ok(report.processes.some((p) => /iperf3/.test(p.command)), 'iperf3 processes recorded');
+  for (const p of report.processes) assert.equal(alive(p.pid, 'iperf3'), false, `iperf3 ${p.pid} still running`);
+});
+
+test('bench CLI interrupted by SIGINT mid-run exits 130 and leaves nothing behind', async (t) => {
+  if (!requirePrivileged(t) || !needIperf3(t)) return;
+  const child = spawn(
+    process.execPath,
+    [join(PACKAGE_ROOT, 'bin', 'sockbypass.js'), 'bench', '--only', 'iperf3-128K', '--pairs', '1', '--seconds', '5', '--no-reference'],
+    // A process group of its own, as a terminal's Ctrl-C would hit it (and nothing else here).
+    { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+  );
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  try {
+    // Wait until the ON run is under way (loaded, iperf3 running), then Ctrl-C the group.
+    await waitFor(() => /\[1\/2\] iperf3 -l 128K on/.test(stderr), 20_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.ok(existsSync(join(cgroup2Mount(), `sockbypass-bench-${child.pid}`)), 'the bench cgroup exists mid-run');
+    process.kill(-(child.pid as number), 'SIGINT');
+    const code = await exited;
+    assert.equal(code, 130, stderr);
+    assert.match(stderr, /interrupted by SIGINT; its processes, pins and cgroup were removed/);
+    assert.deepEqual(ourLeftovers(child.pid as number), []);
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+});
