@@ -82,8 +82,9 @@ function evidenceLine(runs: readonly RunRecord[], workloadId: string): string | 
   const on = runs.find((r) => r.workload === workloadId && r.mode === 'on' && r.kept && r.counters);
   const c = on?.counters;
   if (!c) return undefined;
-  const gb = (c.bytesRedirected / 1e9).toFixed(2);
-  return `counters of one accelerated run: ${c.socketsInserted} sockets accelerated, ${gb} GB handed socket to socket, ${c.redirectMisses} sends passed to TCP`;
+  const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
+  const flow = c.flowBytes > 0 ? `, ${gb(c.flowBytes)} by TCP under flow control (receiver behind)` : '';
+  return `counters of one accelerated run: ${c.socketsInserted} sockets accelerated, ${gb(c.bytesRedirected)} handed socket to socket${flow}, ${c.redirectMisses} sends missed their peer`;
 }
 
 export function renderDemoSummary(report: BenchReport): string {
@@ -121,7 +122,7 @@ export function renderDemoSummary(report: BenchReport): string {
     } else {
       lines.push(
         `with the bypass off and ${onPackets} with it on: far fewer, but more than the ${HANDSHAKE_PACKETS} or so that the handshakes`,
-        'and teardowns of two connections take, so part of the data still went through TCP.',
+        'and teardowns of two connections take: part of the data went by TCP (flow control, see the counters).',
       );
     }
     const evidence = evidenceLine(report.runs, 'packets');

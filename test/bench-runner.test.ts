@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { requirePrivileged } from './support/privileged.js';
 import { waitFor } from './support/sandbox.js';
 import { bpftoolPrograms } from './support/witness.js';
-import { countersDelta, verifyOffRun, verifyOnRun, DEFAULT_THRESHOLDS, type OnObservation } from '../src/bench/verify.js';
+import { bytesShares, countersDelta, verifyOffRun, verifyOnRun, DEFAULT_THRESHOLDS, type OnObservation } from '../src/bench/verify.js';
 import { planBench, runBench, summarizeRuns, writeBenchOutputs, type RunRecord } from '../src/bench/runner.js';
 import { findTools, selectWorkloads, WORKLOADS, type Workload } from '../src/bench/workloads.js';
 import { zeroCounters, type Counters } from '../src/layout.js';
@@ -48,7 +48,7 @@ test('verifyOnRun discards an ON run whose counters did not move', () => {
   const reasons = verifyOnRun(goodOn({ socketsInserted: 0, socketsClosed: 0, messagesRedirected: 0, bytesRedirected: 0 }), IPERF3);
   assert.equal(reasons.length, 2, reasons.join(' | '));
   assert.match(reasons[0] ?? '', /only 0 sockets were accelerated; .* at least 4/);
-  assert.match(reasons[1] ?? '', /^0 bytes redirected \(0%\), less than 90% of the 104857600 bytes/);
+  assert.match(reasons[1] ?? '', /^0 bytes went through the bypass \(0%\) \(redirected 0, by TCP under flow control 0\), less than 90% of the 104857600 bytes/);
 });
 
 test('verifyOnRun discards an ON run when sockbypass was not loaded, or loaded elsewhere', () => {
@@ -57,13 +57,13 @@ test('verifyOnRun discards an ON run when sockbypass was not loaded, or loaded e
 });
 
 test('verifyOnRun discards an ON run in which data went through TCP', () => {
-  // Too few bytes redirected: 40% of what the tool moved.
-  assert.match(verifyOnRun(goodOn({ bytesRedirected: 40 * MB }), IPERF3).join(), /^41943040 bytes redirected \(40%\), less than 90%/);
-  // Enough bytes, but many sends passed to TCP.
+  // Too few bytes seen by the bypass at all: 40% of what the tool moved.
+  assert.match(verifyOnRun(goodOn({ bytesRedirected: 40 * MB }), IPERF3).join(), /^41943040 bytes went through the bypass \(40%\)/);
+  // Enough bytes, but many sends missed their peer (sticky TCP).
   const misses = verifyOnRun(goodOn({ messagesRedirected: 800, redirectMisses: 200, bytesPassed: 25 * MB }), IPERF3);
   assert.equal(misses.length, 1);
-  assert.match(misses[0] ?? '', /^200 of 1000 sends \(26214400 of \d+ bytes\) were passed to TCP/);
-  // Few sends, but most of the bytes: a bytes check catches it too.
+  assert.match(misses[0] ?? '', /^200 of 1000 sends \(26214400 of \d+ bytes\) missed their peer and went by TCP/);
+  // Few sends, but a lot of bytes: the bytes check catches it too.
   assert.match(
     verifyOnRun(goodOn({ messagesRedirected: 100_000, redirectMisses: 5, bytesPassed: 10 * MB }), IPERF3).join(),
     /5 of 100005 sends/,
@@ -71,6 +71,21 @@ test('verifyOnRun discards an ON run in which data went through TCP', () => {
   // The boundary: exactly 0.1% of sends is still kept, one more is not.
   assert.deepEqual(verifyOnRun(goodOn({ messagesRedirected: 999, redirectMisses: 1, bytesPassed: 64 }), IPERF3), []);
   assert.equal(verifyOnRun(goodOn({ messagesRedirected: 998, redirectMisses: 2, bytesPassed: 64 }), IPERF3).length, 1);
+});
+
+test('verifyOnRun counts flow control as the bypass at work, as long as most bytes were redirected', () => {
+  // 80% socket to socket, 20% by TCP while the receiver's queue was full: kept.
+  assert.deepEqual(
+    verifyOnRun(goodOn({ bytesRedirected: 80 * MB, flowMessages: 160, flowBytes: 20 * MB, flowToTcp: 40, flowToRedirect: 40 }), IPERF3),
+    [],
+  );
+  // 40% redirected, 60% flow control: not "most of the bytes" redirected.
+  const reasons = verifyOnRun(goodOn({ bytesRedirected: 40 * MB, flowMessages: 480, flowBytes: 60 * MB }), IPERF3);
+  assert.deepEqual(reasons, [
+    'only 41943040 bytes were redirected socket to socket (40%), less than 50% of the 104857600 bytes the tool moved; flow control sent 62914560 bytes by TCP',
+  ]);
+  assert.deepEqual(bytesShares(counters({ bytesRedirected: 75, flowBytes: 20, bytesPassed: 5 })), { redirected: 0.75, flowControlTcp: 0.2, missedTcp: 0.05 });
+  assert.equal(bytesShares(counters({})), null);
 });
 
 test('verifyOnRun discards an ON run with insert failures or policy skips', () => {

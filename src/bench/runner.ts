@@ -23,7 +23,7 @@ import { renderRatioChartSvg } from "./svg.js";
 import { renderTextTable } from "./text-table.js";
 import { BenchAborted, BenchEnv, ToolFailure, type BenchEnvOptions } from "./env.js";
 import { bypassOff, bypassOn, isLoaded, observeOff, readBenchCounters } from "./bypass-toggle.js";
-import { countersDelta, DEFAULT_THRESHOLDS, verifyOffRun, verifyOnRun, type VerifyThresholds } from "./verify.js";
+import { bytesShares, countersDelta, DEFAULT_THRESHOLDS, verifyOffRun, verifyOnRun, type VerifyThresholds } from "./verify.js";
 import { machineFacts, type MachineFacts } from "./machine.js";
 import {
   findTools,
@@ -131,6 +131,17 @@ export interface ReferenceCheck {
   readonly onMedian: number | null;
 }
 
+export interface OnRunBytes {
+  readonly workload: string;
+  readonly title: string;
+  /** Kept ON runs the figures come from. */
+  readonly runs: number;
+  /** Share of the bytes sk_msg saw that went socket to socket: median, min, max over the runs. */
+  readonly redirectedShare: { readonly median: number; readonly min: number; readonly max: number } | null;
+  /** Median switches to TCP by flow control per run. */
+  readonly flowToTcpMedian: number | null;
+}
+
 export interface DiscardedEntry {
   readonly index: number;
   readonly workload: string;
@@ -172,6 +183,8 @@ export interface BenchReport {
   readonly summaries: readonly WorkloadSummary[];
   readonly referenceChecks: readonly ReferenceCheck[];
   readonly discarded: readonly DiscardedEntry[];
+  /** Per workload: how the bytes of its kept ON runs went (socket to socket, or TCP under flow control). */
+  readonly onRunBytes: readonly OnRunBytes[];
   readonly cleanupProblems: readonly string[];
   /** Every process the bench started (all stopped by the end), by PID. */
   readonly processes: ReadonlyArray<{ readonly pid: number; readonly command: string; readonly inCgroup: boolean }>;
@@ -449,6 +462,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
         reason: r.discardReason ?? "",
         values: r.values,
       })),
+    onRunBytes: onRunBytes(plan.workloads, runs),
     cleanupProblems,
     processes: env.started,
   };
@@ -487,6 +501,20 @@ export function summarizeRuns(
     }
   }
   return summaries;
+}
+
+function onRunBytes(workloads: readonly Workload[], runs: readonly RunRecord[]): OnRunBytes[] {
+  return workloads.map((w) => {
+    const kept = runs.filter((r) => r.workload === w.id && r.mode === "on" && r.kept && r.counters);
+    const shares = kept.map((r) => bytesShares(r.counters as Counters)?.redirected).filter((v): v is number => v !== undefined);
+    return {
+      workload: w.id,
+      title: w.title,
+      runs: kept.length,
+      redirectedShare: shares.length === 0 ? null : { median: median(shares), min: Math.min(...shares), max: Math.max(...shares) },
+      flowToTcpMedian: medianOrNull(kept.map((r) => (r.counters as Counters).flowToTcp)),
+    };
+  });
 }
 
 function medianOrNull(values: readonly number[]): number | null {
@@ -568,6 +596,24 @@ export function renderReferenceChecks(checks: readonly ReferenceCheck[]): string
   );
 }
 
+function pct(f: number): string {
+  return `${(f * 100).toFixed(1)}%`;
+}
+
+/** Where the bytes of the kept ON runs went: socket to socket, or TCP under flow control. */
+export function renderOnRunBytes(rows: readonly OnRunBytes[]): string {
+  const lines = rows
+    .filter((r) => r.redirectedShare !== null)
+    .map((r) => {
+      const s = r.redirectedShare as NonNullable<OnRunBytes["redirectedShare"]>;
+      const range = s.min === s.max ? "" : ` (${pct(s.min)}-${pct(s.max)})`;
+      const flow = r.flowToTcpMedian ? `, ${r.flowToTcpMedian} switches to TCP per run (median)` : "";
+      return `  ${r.title.padEnd(Math.max(...rows.map((x) => x.title.length)))}  ${pct(s.median)}${range}${flow}`;
+    });
+  if (lines.length === 0) return "";
+  return ["Bytes of kept ON runs that went socket to socket (the rest went by TCP under flow control):", ...lines].join("\n") + "\n";
+}
+
 /** The whole terminal report: settings, the main table, the reference check, skips and cleanup problems. */
 export function renderBenchReport(report: BenchReport): string {
   const m = report.machine;
@@ -577,6 +623,7 @@ export function renderBenchReport(report: BenchReport): string {
     "",
   ];
   let text = lines.join("\n") + renderBenchTable(report.summaries);
+  text += "\n" + renderOnRunBytes(report.onRunBytes);
   const checks = renderReferenceChecks(report.referenceChecks);
   if (checks) text += "\n" + checks;
   const failedRefs = report.references.filter((r) => r.error !== undefined);
