@@ -3,8 +3,9 @@
  * Works from any process while sockbypass is loaded.
  *
  * The ring buffer has a single consumer position: two watchers of one load
- * (say `sockbypass trace` and `sockbypass run --log-events`) split the events
- * between them. Run one at a time.
+ * (say `sockbypass trace` and `sockbypass run --log-events`) race for the
+ * records, and each event reaches one of them or both, unpredictably. Run
+ * one at a time.
  */
 import { DEFAULT_PIN_DIR } from './bpffs.js';
 import { decodeSockEvent, sockEventCodec, type SockEvent } from './layout.js';

@@ -6,7 +6,8 @@
  * a Buffer copy of its bytes, so it stays valid after the callback returns.
  *
  * A BPF ring buffer has ONE consumer position, shared by everyone who maps
- * it: two readers of the same map split the records between them.
+ * it: two readers of the same map race for the records (each record reaches
+ * one of them, or both).
  */
 import { fn, koffi, RingBufferSampleFn, errno } from './ffi.js';
 import type { IKoffiRegisteredCallback } from 'koffi';
