@@ -325,6 +325,23 @@ static __always_inline __u32 queue_limit_of(struct sock *peer)
 }
 
 /*
+ * Whether the host's TCP memory is under pressure (net.ipv4.tcp_mem[1]
+ * exceeded). Redirected bytes are charged to the receiver like TCP's, but
+ * where TCP makes a sender wait when memory runs short, a redirect that
+ * cannot be charged fails the sendmsg with ENOMEM. So under pressure senders
+ * use TCP, and its waiting, until the pressure is gone.
+ */
+static __always_inline bool tcp_memory_pressure(struct sock *sk)
+{
+	unsigned long *flag = sk->__sk_common.skc_prot->memory_pressure;
+	unsigned long pressure = 0;
+
+	if (flag)
+		bpf_probe_read_kernel(&pressure, sizeof(pressure), flag);
+	return pressure != 0;
+}
+
+/*
  * While draining: may this socket redirect again? Only when the peer's
  * redirected queue has room again, and the peer has read every byte this
  * socket sent on TCP (its copied_seq caught up with our write_seq), so newly
@@ -336,7 +353,7 @@ static __always_inline bool may_resume_redirect(struct sock *self, __u64 peer_ad
 	struct tcp_sock *peer = kernel_view(struct tcp_sock, peer_addr);
 	struct sock *peer_sk = kernel_view(struct sock, peer_addr);
 
-	if (redirected_queue_bytes(peer_sk) + size > queue_limit_of(peer_sk))
+	if (redirected_queue_bytes(peer_sk) + size > queue_limit_of(peer_sk) || tcp_memory_pressure(peer_sk))
 		return false;
 	return me->write_seq == peer->copied_seq;
 }
@@ -408,7 +425,7 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 	 * queue is now over its limit, later ones go by TCP, whose window makes a
 	 * fast writer wait for a slow reader. */
 	target = kmsg->sk_redir;
-	if (target && redirected_queue_bytes(target) + size > queue_limit_of(target)) {
+	if (target && (redirected_queue_bytes(target) + size > queue_limit_of(target) || tcp_memory_pressure(target))) {
 		st->mode = MODE_TCP_DRAINING;
 		st->peer_sk = (__u64)target;
 		st->switches++;
