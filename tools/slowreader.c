@@ -21,7 +21,11 @@
  *
  * usage: slowreader [--family tcp4|tcp6] [--rcvbuf B] [--sndbuf B] [--size B]
  *                   [--read-bytes B] [--interval-ms N] [--seconds S] [--cap B]
- *                   [--sample-ms N]
+ *                   [--sample-ms N] [--burst-ms N --pause-ms N]
+ * With --burst-ms/--pause-ms the writer writes for N ms, then pauses, and so
+ * on: the reader catches up during the pauses, so a sender that fell back to
+ * TCP gets to return to the redirect, and byte order across that switch is
+ * checked too.
  * Output: one JSON object. Exit 0 ran and verified, 1 data mismatch or short,
  * 2 setup error, 3 watchdog.
  */
@@ -46,13 +50,14 @@
 
 static struct {
 	int family;
-	long rcvbuf, sndbuf, size, read_bytes, interval_ms, sample_ms;
+	long rcvbuf, sndbuf, size, read_bytes, interval_ms, sample_ms, burst_ms, pause_ms;
 	double seconds;
 	long long cap;
 } O = { .family = AF_INET, .rcvbuf = 256 * 1024, .size = 64 * 1024, .read_bytes = 16 * 1024,
 	.interval_ms = 5, .sample_ms = 2, .seconds = 3, .cap = 512LL * 1024 * 1024 };
 
 static atomic_llong sent, nread;
+static long pauses;
 static atomic_bool writing = true, sampling = true, capped;
 static int cfd = -1, sfd = -1;
 
@@ -125,7 +130,7 @@ static inline uint8_t pat(uint64_t off)
 static void *writer(void *arg)
 {
 	uint8_t *buf = malloc((size_t)O.size);
-	double end = now_s() + O.seconds;
+	double end = now_s() + O.seconds, burst_end = now_s() + (double)O.burst_ms / 1e3;
 	uint64_t off = 0;
 
 	(void)arg;
@@ -137,6 +142,11 @@ static void *writer(void *arg)
 		if (sent - nread > O.cap) {
 			capped = true;
 			break;
+		}
+		if (O.burst_ms > 0 && now_s() > burst_end) {
+			sleep_ms(O.pause_ms);
+			burst_end = now_s() + (double)O.burst_ms / 1e3;
+			pauses++;
 		}
 		for (long i = 0; i < O.size; i++)
 			buf[i] = pat(off + (uint64_t)i);
@@ -235,6 +245,10 @@ int main(int argc, char **argv)
 			O.sample_ms = atol(v);
 		else if (!strcmp(a, "--seconds"))
 			O.seconds = atof(v);
+		else if (!strcmp(a, "--burst-ms"))
+			O.burst_ms = atol(v);
+		else if (!strcmp(a, "--pause-ms"))
+			O.pause_ms = atol(v);
 		else if (!strcmp(a, "--cap"))
 			O.cap = parse_bytes(v);
 		else {
@@ -349,12 +363,12 @@ int main(int argc, char **argv)
 	       "\"bytesReadSlowly\":%lld,\"intact\":%s,\"firstBadOffset\":%lld,\"capped\":%s,\"cap\":%lld,"
 	       "\"peakInFlight\":%lld,\"peakInFlightAtS\":%.3f,\"peakFionread\":%lld,\"peakSenderOutq\":%lld,"
 	       "\"tcpMemBasePages\":%lld,\"tcpMemPeakPages\":%lld,\"tcpMemGrowthBytes\":%lld,\"pageSize\":%ld,"
-	       "\"samples\":%lld,\"drainSeconds\":%.3f}\n",
+	       "\"samples\":%lld,\"drainSeconds\":%.3f,\"writerPauses\":%ld}\n",
 	       O.family == AF_INET ? "tcp4" : "tcp6", O.rcvbuf, eff_rcv, eff_snd, O.size, O.read_bytes, O.interval_ms,
 	       t_slow_end - t0, (long long)sent, (long long)nread, slow_read, intact ? "true" : "false", first_bad,
 	       capped ? "true" : "false", O.cap, S.peak_inflight, S.peak_inflight_at, S.peak_fionread, S.peak_outq,
 	       S.tcp_mem_base, S.tcp_mem_peak, (S.tcp_mem_peak - S.tcp_mem_base) * page, page, S.samples,
-	       t_end - t_slow_end);
+	       t_end - t_slow_end, pauses);
 	close(cfd);
 	close(sfd);
 	close(lfd);
