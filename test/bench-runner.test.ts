@@ -15,7 +15,7 @@ import { waitFor } from './support/sandbox.js';
 import { bpftoolPrograms } from './support/witness.js';
 import { bytesShares, countersDelta, verifyOffRun, verifyOnRun, DEFAULT_THRESHOLDS, type OnObservation } from '../src/bench/verify.js';
 import { planBench, runBench, summarizeRuns, writeBenchOutputs, type RunRecord } from '../src/bench/runner.js';
-import { findTools, selectWorkloads, WORKLOADS, type Workload } from '../src/bench/workloads.js';
+import { findTools, packetCount, parseTcpdumpCounts, selectWorkloads, WORKLOADS, type Workload } from '../src/bench/workloads.js';
 import { zeroCounters, type Counters } from '../src/layout.js';
 import { cgroup2Mount } from '../src/cgroup.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
@@ -183,6 +183,17 @@ test('the plan: --quick, --only, missing tools and the step count', () => {
   assert.deepEqual(noSbload.referencesSkipped, [{ workload: 'iperf3-1K', reason: 'sbload not installed' }]);
   assert.throws(() => selectWorkloads(['iperf9']), /unknown workload "iperf9"/);
   assert.throws(() => planBench({ pairs: 0 }, all), /pairs must be a whole number/);
+});
+
+test('packets on lo: tcpdump\'s captured count, never "received by filter" (which sees lo packets twice), and no drops', () => {
+  // What tcpdump 4.99 printed for an iperf3 run on lo with -s 96.
+  const counts = parseTcpdumpCounts(
+    'tcpdump: listening on lo, link-type EN10MB (Ethernet), snapshot length 96 bytes\n67097 packets captured\n135246 packets received by filter\n0 packets dropped by kernel\n',
+  );
+  assert.deepEqual(counts, { captured: 67097, receivedByFilter: 135246, droppedByKernel: 0 });
+  assert.equal(packetCount(counts), 67097);
+  assert.throws(() => packetCount({ captured: 60490, receivedByFilter: 129288, droppedByKernel: 8161 }), /dropped 8161 packets .* incomplete/);
+  assert.throws(() => parseTcpdumpCounts('tcpdump: lo: No such device exists\n'), /no "captured" count/);
 });
 
 // ------------------------------------------------------------------ privileged
