@@ -79,6 +79,15 @@ test('tcp4mapped (AF_INET client to a dual-stack [::] listener), bypass loaded: 
   });
 });
 
+test('large streams, no faults: 200 connections × 8 MiB each way (the faults workload), bypass loaded', async (t) => {
+  if (!requirePrivileged(t)) return;
+  await tally.track(t, async () => {
+    // Megabytes per connection: if readers lag, redirected queues grow and the host's TCP memory
+    // (net.ipv4.tcp_mem) comes under pressure; a send must then wait or fall back, never fail.
+    await accelerated(t, 'large streams', 'tcp4', LONG ? 1000 : 200, '8M', 8 * 1024 * 1024, LONG ? 300 : 120);
+  });
+});
+
 test('trust-integrity summary', (t) => {
   t.diagnostic(tally.line());
 });
