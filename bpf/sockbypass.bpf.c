@@ -100,26 +100,23 @@ static __always_inline bool is_loopback(const __u32 addr[4])
 }
 
 /*
- * The key's scope field (see struct socket_key): the netns cookie for a
- * loopback connection, else a tag from the handshake's sequence numbers.
- * At ESTABLISHED neither side has sent data yet, so snd_nxt and rcv_nxt are
- * each side's ISN + 1; the active side's comes first on both ends.
+ * The handshake tag of struct socket_key. At ESTABLISHED neither side has
+ * sent data yet, so snd_nxt and rcv_nxt are each side's ISN + 1; the active
+ * side's comes first on both ends.
  */
-static __always_inline __u64 connection_scope(struct bpf_sock_ops *skops, const struct socket_key *key,
-					       bool active)
+static __always_inline __u64 handshake_tag(struct bpf_sock_ops *skops, bool active)
 {
 	__u32 snd = skops->snd_nxt, rcv = skops->rcv_nxt;
-	__u32 first = active ? snd : rcv, second = active ? rcv : snd;
 
-	if (is_loopback(key->local_ip) && is_loopback(key->remote_ip)) {
-#ifdef SOCKBYPASS_TEST_NETNS_BLIND
-		/* Test-only variant: proves the isolation test catches a netns-blind key. */
+	return active ? ((__u64)snd << 32) | rcv : ((__u64)rcv << 32) | snd;
+}
+
+/* The key's netns field: only loopback connections are namespace-local. */
+static __always_inline __u64 key_netns(struct bpf_sock_ops *skops, const struct socket_key *key)
+{
+	if (!is_loopback(key->local_ip) || !is_loopback(key->remote_ip))
 		return 0;
-#else
-		return bpf_get_netns_cookie(skops);
-#endif
-	}
-	return SOCKET_SCOPE_HANDSHAKE | ((__u64)(first & 0x7fffffff) << 32) | second;
+	return bpf_get_netns_cookie(skops);
 }
 
 static __always_inline bool addr_allowed(const __u32 addr[4])
@@ -190,10 +187,17 @@ static __always_inline void on_established(struct bpf_sock_ops *skops, bool acti
 	__u32 family;
 	long err;
 
-	family = socket_key_build(&key, skops, 0, false);
+	family = socket_key_build(&key, skops, 0, 0, false);
 	if (family != AF_INET && family != AF_INET6)
 		return;
-	key.netns_cookie = connection_scope(skops, &key, active);
+	key.netns_cookie = key_netns(skops, &key);
+	key.handshake = handshake_tag(skops, active);
+#ifdef SOCKBYPASS_TEST_NETNS_BLIND
+	/* Test-only variant: a tuple-only key, as peers built it, which the
+	 * isolation test must catch. */
+	key.netns_cookie = 0;
+	key.handshake = 0;
+#endif
 
 	if (!policy_allows(&key)) {
 		if (c)
@@ -212,7 +216,8 @@ static __always_inline void on_established(struct bpf_sock_ops *skops, bool acti
 		emit_event(skops, &key, family, EVENT_REFUSED_OTHER, -12 /* ENOMEM */);
 		return;
 	}
-	st->scope = key.netns_cookie;
+	st->netns_cookie = key.netns_cookie;
+	st->handshake = key.handshake;
 	st->mode = MODE_REDIRECT;
 	st->peer_sk = 0;
 	st->switches = 0;
@@ -262,7 +267,7 @@ static __always_inline void on_state_change(struct bpf_sock_ops *skops)
 		c->sockets_closed++;
 	sk = skops->sk;
 	st = sk ? bpf_sk_storage_get(&sock_states, sk, 0, 0) : NULL;
-	family = socket_key_build(&key, skops, st ? st->scope : 0, false);
+	family = socket_key_build(&key, skops, st ? st->netns_cookie : 0, st ? st->handshake : 0, false);
 	emit_event(skops, &key, family, EVENT_CLOSED, 0);
 }
 
@@ -405,7 +410,7 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 			c->flow_to_redirect++;
 	}
 
-	socket_key_build(&peer, msg, st->scope, true);
+	socket_key_build(&peer, msg, st->netns_cookie, st->handshake, true);
 	verdict = bpf_msg_redirect_hash(msg, &sock_hash, &peer, BPF_F_INGRESS);
 	if (verdict != SK_PASS) {
 		/* The peer is not in the map (yet): this socket's bytes go by TCP from

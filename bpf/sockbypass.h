@@ -12,7 +12,7 @@
 
 /* Bumped whenever a map's key/value layout changes: a pinned load with another
  * layout version cannot be adopted or replaced in place. */
-#define SOCKBYPASS_LAYOUT_VERSION 3
+#define SOCKBYPASS_LAYOUT_VERSION 4
 
 /*
  * The sockhash key of one socket, seen from that socket.
@@ -20,24 +20,26 @@
  * address ::ffff:a.b.c.d, so an AF_INET client and the AF_INET6 socket a
  * dual-stack server accepted for it build matching keys.
  *
- * `netns_cookie` keeps identical tuples apart. For a loopback connection
- * (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104), which can only ever be inside one
- * namespace, it is that namespace's cookie (bpf_get_netns_cookie). Any other
- * connection may join two namespaces (a veth pair), whose ends see different
- * cookies, so there it is a tag both ends derive from the handshake: bit 63
- * set, then the active side's and the passive side's initial sequence
- * numbers + 1. Two connections with the same tuple in different namespaces
- * would need the same pair of random ISNs to meet.
+ * Two fields keep identical tuples apart:
+ * - `netns_cookie`: for a loopback connection (127.0.0.0/8, ::1), which can
+ *   only live inside one namespace, that namespace's cookie. Any other
+ *   connection may join two namespaces (a veth pair) whose ends see different
+ *   cookies, so there it is 0.
+ * - `handshake`: a tag both ends derive from the handshake at ESTABLISHED, the
+ *   active side's ISN + 1 and the passive side's ISN + 1. It tells apart two
+ *   connections that reuse one tuple (Linux reuses a loopback 4-tuple while
+ *   the old socket, reset or in TIME_WAIT reuse, is still open and still in
+ *   the map), and across namespaces two unrelated connections with one tuple
+ *   would need the same two random ISNs to meet.
  */
 struct socket_key {
 	__u32 local_ip[4];   /* network byte order */
 	__u32 remote_ip[4];  /* network byte order */
 	__u32 local_port;    /* host byte order */
 	__u32 remote_port;   /* host byte order */
-	__u64 netns_cookie;  /* see above: netns cookie, or (1 << 63) | isn_tag */
+	__u64 netns_cookie;  /* loopback: the namespace's cookie; otherwise 0 */
+	__u64 handshake;     /* (active ISN + 1) << 32 | (passive ISN + 1) */
 };
-
-#define SOCKET_SCOPE_HANDSHAKE (1ULL << 63)
 
 /*
  * Per-socket state (BPF_MAP_TYPE_SK_STORAGE), created by sock_ops when it
@@ -55,7 +57,8 @@ enum sock_mode {
 };
 
 struct sock_state {
-	__u64 scope;         /* this connection's socket_key.netns_cookie */
+	__u64 netns_cookie;  /* this connection's socket_key.netns_cookie */
+	__u64 handshake;     /* and its socket_key.handshake */
 	__u64 peer_sk;       /* while draining: the peer's struct sock address */
 	__u32 mode;          /* enum sock_mode */
 	__u32 switches;      /* redirect -> TCP switches of this socket */
@@ -157,7 +160,7 @@ static __always_inline void socket_addr_from(__u32 out[4], __u32 family, __u32 i
  * Both contexts keep local_port in host order and remote_port in network
  * order in the upper 16 bits, hence the bpf_ntohl.
  */
-#define socket_key_build(key, ctx, netns, peer)                                          \
+#define socket_key_build(key, ctx, netns, tag, peer)                                          \
 	({                                                                                \
 		__u32 __fam = SOCKBYPASS_CTX_READ(ctx, family);                           \
 		__u32 __l[4], __r[4];                                                     \
@@ -174,13 +177,13 @@ static __always_inline void socket_addr_from(__u32 out[4], __u32 family, __u32 i
 		__u32 __lp = SOCKBYPASS_CTX_READ(ctx, local_port);                        \
 		__u32 __rp = bpf_ntohl(SOCKBYPASS_CTX_READ(ctx, remote_port));            \
 		socket_key_fill(key, (peer) ? __r : __l, (peer) ? __l : __r,              \
-				(peer) ? __rp : __lp, (peer) ? __lp : __rp, netns);       \
+				(peer) ? __rp : __lp, (peer) ? __lp : __rp, netns, tag);  \
 		__fam;                                                                    \
 	})
 
 static __always_inline void socket_key_fill(struct socket_key *key, const __u32 local[4],
 					    const __u32 remote[4], __u32 local_port,
-					    __u32 remote_port, __u64 netns)
+					    __u32 remote_port, __u64 netns, __u64 tag)
 {
 	key->local_ip[0] = local[0];
 	key->local_ip[1] = local[1];
@@ -193,6 +196,7 @@ static __always_inline void socket_key_fill(struct socket_key *key, const __u32 
 	key->local_port = local_port;
 	key->remote_port = remote_port;
 	key->netns_cookie = netns;
+	key->handshake = tag;
 }
 #endif /* __BPF__ */
 

@@ -7,7 +7,7 @@ import { StructCodec } from './codec.js';
 import { formatAddress, parseAddress } from './address.js';
 
 /** Must equal SOCKBYPASS_LAYOUT_VERSION in bpf/sockbypass.h (checked by test). */
-export const LAYOUT_VERSION = 3;
+export const LAYOUT_VERSION = 4;
 
 interface RawSocketKey {
   localIp: Buffer;
@@ -15,6 +15,7 @@ interface RawSocketKey {
   localPort: number;
   remotePort: number;
   netnsCookie: bigint;
+  handshake: bigint;
 }
 
 export const socketKeyCodec = new StructCodec<RawSocketKey>('socket_key', [
@@ -23,6 +24,7 @@ export const socketKeyCodec = new StructCodec<RawSocketKey>('socket_key', [
   { name: 'localPort', c: 'local_port', type: 'u32' },
   { name: 'remotePort', c: 'remote_port', type: 'u32' },
   { name: 'netnsCookie', c: 'netns_cookie', type: 'u64' },
+  { name: 'handshake', c: 'handshake', type: 'u64' },
 ]);
 
 /** One socket's view of its connection, as the sockhash keys it. */
@@ -32,7 +34,10 @@ export interface SocketKey {
   remoteAddress: string;
   localPort: number;
   remotePort: number;
+  /** Loopback connections: the namespace's cookie; others: 0. */
   netnsCookie: bigint;
+  /** (active side's ISN + 1) << 32 | (passive side's ISN + 1): one connection, whatever its tuple. */
+  handshake: bigint;
 }
 
 function keyFromRaw(raw: RawSocketKey): SocketKey {
@@ -42,6 +47,7 @@ function keyFromRaw(raw: RawSocketKey): SocketKey {
     localPort: raw.localPort,
     remotePort: raw.remotePort,
     netnsCookie: raw.netnsCookie,
+    handshake: raw.handshake,
   };
 }
 
@@ -56,6 +62,7 @@ export function encodeSocketKey(key: SocketKey): Buffer {
     localPort: key.localPort,
     remotePort: key.remotePort,
     netnsCookie: key.netnsCookie,
+    handshake: key.handshake,
   });
 }
 
@@ -67,6 +74,7 @@ export function peerKey(key: SocketKey): SocketKey {
     localPort: key.remotePort,
     remotePort: key.localPort,
     netnsCookie: key.netnsCookie,
+    handshake: key.handshake,
   };
 }
 

@@ -55,9 +55,9 @@ test('LAYOUT_VERSION matches SOCKBYPASS_LAYOUT_VERSION in the C header', () => {
 });
 
 test('a socket key round-trips and maps IPv4 into ::ffff:0:0/96', () => {
-  const key = { localAddress: '127.0.0.1', remoteAddress: '127.0.0.2', localPort: 40000, remotePort: 5201, netnsCookie: 4097n };
+  const key = { localAddress: '127.0.0.1', remoteAddress: '127.0.0.2', localPort: 40000, remotePort: 5201, netnsCookie: 4097n, handshake: 0x1234567889abcdefn };
   const raw = encodeSocketKey(key);
-  assert.equal(raw.length, 48);
+  assert.equal(raw.length, 56);
   assert.equal(raw.subarray(0, 16).toString('hex'), '00000000000000000000ffff7f000001');
   assert.equal(raw.readUInt32LE(32), 40000, 'ports are host order');
   assert.deepEqual(decodeSocketKey(raw), key);
