@@ -24,6 +24,8 @@ export function cgroup2Mount(mountsText?: string): string {
  * a relative path is taken inside the mount; an absolute one must lie inside it.
  */
 export function resolveCgroup(path?: string): string {
+  // An empty --cgroup must never fall through to the root, which is every process on the host.
+  if (path !== undefined && path.trim() === '') throw cgroupMissing('""', 'is an empty path');
   const mount = cgroup2Mount();
   const full = path === undefined ? mount : isAbsolute(path) ? resolve(path) : resolve(mount, path);
   const rel = relative(mount, full);

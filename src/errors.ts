@@ -79,11 +79,33 @@ export const notLoaded = (pinDir: string) =>
 
 export const bpffsUnavailable = (dir: string, cause?: unknown) =>
   new SockbypassError(
-    `cannot use ${dir} for pins: no BPF filesystem there and mounting one failed`,
+    `cannot use ${dir} for pins: no BPF filesystem (bpffs) there, and none could be mounted for it`,
     'mount it: mount -t bpf bpf /sys/fs/bpf, or pass --pin-dir inside a mounted bpffs',
     EXIT.bpffsUnavailable,
     { cause },
   );
 
+export const pinParentMissing = (dir: string) =>
+  new SockbypassError(
+    `cannot use ${dir} for pins: its parent folder does not exist`,
+    'create the parent inside a mounted bpffs, or pass another --pin-dir',
+    EXIT.bpffsUnavailable,
+  );
+
+export const objectUnusable = (path: string, why: string, cause?: unknown) =>
+  new SockbypassError(
+    `BPF object ${path} is not a usable sockbypass object: ${why}`,
+    'rebuild it with make in the sockbypass checkout, or pass --object with a file that make built',
+    EXIT.objectMissing,
+    { cause },
+  );
+
+export const otherInstance = (cgroup: string, where: string, pinDir?: string) =>
+  new SockbypassError(
+    `another sockbypass load already covers cgroup ${cgroup}: ${where}`,
+    `unload that one first (sockbypass unload --pin-dir ${pinDir ?? 'ITS_PIN_DIR'}), or choose a cgroup it does not cover`,
+    EXIT.otherVersionLoaded,
+  );
+
 export const usage = (message: string) =>
-  new SockbypassError(message, 'see sockbypass --help', EXIT.usage);
+  new SockbypassError(message, 'see sockbypass <command> --help', EXIT.usage);

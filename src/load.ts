@@ -6,9 +6,11 @@
  */
 import { closeSync, constants, existsSync, mkdirSync, openSync, rmdirSync } from 'node:fs';
 import {
+  BpfError,
   BpfObject,
   BpfMap,
   NotSupportedError,
+  VerifierError,
   PermissionError,
   attachSkMsg,
   attachSockOps,
@@ -17,7 +19,16 @@ import {
 } from './libbpf/index.js';
 import { DEFAULT_PIN_DIR, ensureBpffs } from './bpffs.js';
 import { cgroupPathById, resolveCgroup } from './cgroup.js';
-import { kernelUnsupported, notPermitted, objectMissing, otherVersionLoaded } from './errors.js';
+import {
+  kernelUnsupported,
+  notPermitted,
+  objectMissing,
+  objectUnusable,
+  otherInstance,
+  otherVersionLoaded,
+  SockbypassError,
+} from './errors.js';
+import { otherInstancesCovering } from './instances.js';
 import { MAP_NAMES, PROGRAMS, pinPath, pinState, type MapName } from './pins.js';
 import { ALLOW_ALL, validatePolicy, writePolicy, type Policy } from './policy.js';
 import { checkKernel, checkPrivileges } from './preflight.js';
@@ -61,6 +72,20 @@ function loadObject(objectPath: string, configure: (obj: BpfObject) => void): Bp
   }
 }
 
+/** Open and load, turning "this file is not our object" into one clear error. */
+function loadOurObject(objectPath: string, configure: (obj: BpfObject) => void): BpfObject {
+  try {
+    return loadObject(objectPath, configure);
+  } catch (err) {
+    if (err instanceof SockbypassError || err instanceof VerifierError) throw err;
+    if (err instanceof BpfError) {
+      const why = err.detail.split('\n').filter((l) => l.trim()).slice(-1)[0] ?? err.message;
+      throw objectUnusable(objectPath, `${err.operation}: ${why.trim()}`, err);
+    }
+    throw err;
+  }
+}
+
 function describeCgroup(state: PinnedState): string {
   const id = state.links.link_sockops.info().cgroupId;
   if (id === undefined) return 'unknown';
@@ -99,11 +124,17 @@ export function load(options: LoadOptions = {}): LoadResult {
       state.close();
     }
   }
+  const others = otherInstancesCovering(cgroupDir);
+  const first = others[0];
+  if (first) {
+    const where = `program ${first.programId} attached at ${first.cgroup}${first.pinDir ? `, pinned in ${first.pinDir}` : ''}`;
+    throw otherInstance(cgroupDir, where, first.pinDir);
+  }
   return loadFresh(pinDir, objectPath, cgroupDir, options);
 }
 
 function loadFresh(pinDir: string, objectPath: string, cgroupDir: string, options: LoadOptions): LoadResult {
-  const obj = loadObject(objectPath, (o) => o.setMaxEntries('sock_hash', options.maxEntries ?? DEFAULT_MAX_ENTRIES));
+  const obj = loadOurObject(objectPath, (o) => o.setMaxEntries('sock_hash', options.maxEntries ?? DEFAULT_MAX_ENTRIES));
   const links: Link[] = [];
   const pinned: string[] = [];
   let cgroupFd = -1;
@@ -164,7 +195,7 @@ function attach(body: () => Link): Link {
 
 /** Load new programs against the pinned maps and swap them into the pinned links. */
 function replacePrograms(state: PinnedState, objectPath: string): LoadResult {
-  const obj = loadObject(objectPath, (o) => {
+  const obj = loadOurObject(objectPath, (o) => {
     for (const name of MAP_NAMES) o.reuseMap(name, state.maps[name].fd);
   });
   try {

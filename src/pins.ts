@@ -1,6 +1,7 @@
 /** The pin folder's layout: one file per map and per link. */
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { requireBpffsPinDir } from './bpffs.js';
 
 export const MAP_NAMES = ['sock_hash', 'sock_states', 'settings', 'allowed_ports', 'allowed_ranges', 'counters', 'events'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
@@ -16,9 +17,13 @@ export function pinPath(pinDir: string, name: MapName | LinkName): string {
   return join(pinDir, name);
 }
 
-/** Whether a full set of sockbypass pins, none, or a remnant is at pinDir. */
+/**
+ * Whether a full set of sockbypass pins, none, or a remnant is at pinDir.
+ * An existing folder that is not on a bpffs is refused: its files are not pins.
+ */
 export function pinState(pinDir: string): PinState {
   if (!existsSync(pinDir)) return 'none';
+  requireBpffsPinDir(pinDir);
   const present = new Set(readdirSync(pinDir));
   const ours = [...MAP_NAMES, ...LINK_NAMES];
   const have = ours.filter((n) => present.has(n)).length;

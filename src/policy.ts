@@ -59,6 +59,11 @@ function u32(n: number): Buffer {
 
 export function writePolicy(maps: PolicyMaps, policy: Policy): void {
   validatePolicy(policy);
+  // The maps' capacity is set in C; read it rather than writing it down twice.
+  const portRoom = maps.allowed_ports.info.maxEntries;
+  const rangeRoom = maps.allowed_ranges.info.maxEntries;
+  if ((policy.ports?.length ?? 0) > portRoom) throw usage(`too many ports: ${policy.ports?.length}, the policy holds at most ${portRoom}`);
+  if ((policy.ranges?.length ?? 0) > rangeRoom) throw usage(`too many ranges: ${policy.ranges?.length}, the policy holds at most ${rangeRoom}`);
   // Sets first, then the flags that turn them on, so no new connection sees a half-written filter.
   clear(maps.allowed_ports);
   for (const p of policy.ports ?? []) maps.allowed_ports.update(u32(p), Buffer.from([1]));

@@ -51,7 +51,7 @@ export function unload(options: UnloadOptions = {}): UnloadResult {
   checkPrivileges('unload sockbypass');
   const state = pinState(pinDir);
   if (state === 'none') {
-    if (existsSync(pinDir)) rmdirSync(pinDir);
+    // An empty folder may be someone else's: leave it.
     return { outcome: 'not-loaded', pinDir, acceleratedSockets: 0, acceleratedConnections: 0 };
   }
   if (state === 'partial') {

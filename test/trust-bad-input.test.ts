@@ -36,7 +36,14 @@ const tally = new Tally('trust-bad-input');
 /** What the kernel and the disk hold for this sandbox: compared before and after each case. */
 function snapshot(sb: Sandbox, extraPinDirs: string[] = [], files: string[] = []): unknown {
   const pins = (dir: string) => (existsSync(dir) ? readdirSync(dir).sort() : null);
-  const policy = (dir: string) => (pinState(dir) === 'complete' ? formatPolicy(withPinnedState(dir, (s) => readPolicy(s.maps))) : null);
+  const policy = (dir: string) => {
+    // A folder that is not bpffs, or a load of another layout version, has no policy we can read.
+    try {
+      return pinState(dir) === 'complete' ? formatPolicy(withPinnedState(dir, (s) => readPolicy(s.maps))) : null;
+    } catch (err) {
+      return `unreadable: ${(err as Error).message}`;
+    }
+  };
   return {
     attachments: bpftoolCgroupAttachments(sb.cgroup.split('/').pop() as string),
     pins: Object.fromEntries([sb.pinDir, ...extraPinDirs].map((d) => [d, pins(d)])),

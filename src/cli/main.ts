@@ -50,10 +50,10 @@ export async function main(argv: string[], write = (s: string) => process.stdout
   try {
     let parsed;
     try {
-      parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+      parsed = parseArgs({ args: rest, options: command.options, allowPositionals: false, strict: true });
     } catch (err) {
       // Node's parseArgs messages run on with advice about '--'; the first sentence is the point.
-      const first = (err as Error).message.split('. ')[0] ?? String(err);
+      const first = (err as Error).message.split(/\.\s|\n/)[0] ?? String(err);
       throw new SockbypassError(`${name}: ${first}`, `see: sockbypass ${name} --help`, EXIT.usage);
     }
     if (parsed.values.help) {

@@ -12,6 +12,7 @@ export function parsePositiveInt(name: string, text: string | undefined, max = 2
 }
 
 export function parsePorts(text: string): number[] {
+  if (text.trim() === '') throw usage('--ports wants a comma-separated list of ports, got an empty value');
   const ports = text.split(',').map((p) => p.trim());
   return ports.map((p) => {
     if (!/^\d+$/.test(p)) throw usage(`--ports wants a comma-separated list of ports, got ${JSON.stringify(p)}`);
@@ -26,6 +27,8 @@ export function parsePolicyFlags(
 ): { policy: Policy; changed: boolean } {
   const policy: Policy = { ...current };
   let changed = false;
+  if (typeof values.ports === 'string' && values['all-ports'] === true) throw usage('--ports and --all-ports contradict each other');
+  if (typeof values.ranges === 'string' && values['all-ranges'] === true) throw usage('--ranges and --all-ranges contradict each other');
   if (typeof values.ports === 'string') {
     policy.ports = parsePorts(values.ports);
     changed = true;
@@ -35,6 +38,7 @@ export function parsePolicyFlags(
     changed = true;
   }
   if (typeof values.ranges === 'string') {
+    if (values.ranges.trim() === '') throw usage('--ranges wants a comma-separated list of CIDR ranges, got an empty value');
     policy.ranges = values.ranges.split(',').map((r) => r.trim());
     changed = true;
   }

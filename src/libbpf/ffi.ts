@@ -94,6 +94,9 @@ export const fn = {
   bpf_prog_attach: lib.func('int bpf_prog_attach(int prog_fd, int target_fd, int type, uint32 flags)'),
   bpf_prog_detach2: lib.func('int bpf_prog_detach2(int prog_fd, int target_fd, int type)'),
   bpf_prog_get_fd_by_id: lib.func('int bpf_prog_get_fd_by_id(uint32 id)'),
+  bpf_prog_query: lib.func(
+    'int bpf_prog_query(int target_fd, int type, uint32 query_flags, _Out_ uint32 *attach_flags, _Out_ uint32 *prog_ids, _Inout_ uint32 *prog_cnt)',
+  ),
   bpf_map_get_fd_by_id: lib.func('int bpf_map_get_fd_by_id(uint32 id)'),
 
   ring_buffer__new: lib.func('ring_buffer *ring_buffer__new(int map_fd, ring_buffer_sample_fn *sample_cb, void *ctx, const void *opts)'),
