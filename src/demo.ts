@@ -89,7 +89,7 @@ function evidenceLine(runs: readonly RunRecord[], workloadId: string): string | 
 
 export function renderDemoSummary(report: BenchReport): string {
   const rows: Array<{ label: string; id: string; metric: string }> = [
-    { label: 'TCP packets on lo during a bulk transfer', id: 'packets', metric: 'packets on lo' },
+    { label: 'TCP packets on lo to move 2 GiB', id: 'packets', metric: 'packets on lo' },
     { label: 'throughput, iperf3 128 KB writes', id: 'iperf3-128K', metric: 'throughput' },
     { label: 'throughput, iperf3 64 B writes', id: 'iperf3-64', metric: 'throughput' },
     { label: 'latency p50, 64 B ping-pong (one-way)', id: 'pingpong-64', metric: 'p50 latency' },
@@ -113,7 +113,7 @@ export function renderDemoSummary(report: BenchReport): string {
   const packets = find(report, 'packets', 'packets on lo');
   if (packets?.on && packets.off) {
     const onPackets = Math.round(packets.on.median);
-    lines.push(`The proof: while iperf3 pushed data for ${report.settings.seconds} s, tcpdump saw ${Math.round(packets.off.median)} TCP packets on lo`);
+    lines.push(`The proof: while iperf3 moved 2 GiB over 127.0.0.1, tcpdump saw ${Math.round(packets.off.median)} TCP packets on lo`);
     if (onPackets <= HANDSHAKE_PACKETS) {
       lines.push(
         `with the bypass off and ${onPackets} with it on: only the handshakes and teardowns of iperf3's two connections.`,
@@ -121,8 +121,9 @@ export function renderDemoSummary(report: BenchReport): string {
       );
     } else {
       lines.push(
-        `with the bypass off and ${onPackets} with it on: far fewer, but more than the ${HANDSHAKE_PACKETS} or so that the handshakes`,
-        'and teardowns of two connections take: part of the data went by TCP (flow control, see the counters).',
+        `with the bypass off and ${onPackets} with it on (${changeText(packets)}): more than the ${HANDSHAKE_PACKETS} or so that the`,
+        "handshakes and teardowns of two connections take, so part of the data went by TCP: flow control, which",
+        "sends by TCP while the receiver's redirected queue is full (see the counters below).",
       );
     }
     const evidence = evidenceLine(report.runs, 'packets');

@@ -358,7 +358,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     };
     const first = w.metrics[0];
     const shown = first ? formatValue(values[first.key], first.unit) : "";
-    progress(record.kept ? `${shown}\n` : `DISCARDED (${record.discardReason})\n`);
+    // A discarded run's value is printed too (it is in the JSON), so the record shows what it measured.
+    progress(record.kept ? `${shown}\n` : `${values[first?.key ?? ""] === undefined ? "" : `${shown}, `}DISCARDED (${record.discardReason})\n`);
     return record;
   };
 

@@ -6,7 +6,7 @@
  *   throughput   iperf3, one stream at -l 64 / 1K / 16K / 128K, and -P 4 -l 128K
  *   latency      sockperf ping-pong --tcp at -m 64 / 1K / 16K: p50, p99, p99.9 (one-way)
  *   connections  sbload crr: connect + 64 B request + 64 B response + close, per second
- *   packets      TCP packets tcpdump sees on lo during an iperf3 -l 128K bulk run
+ *   packets      TCP packets tcpdump sees on lo while iperf3 -l 128K moves 2 GiB
  *
  * Throughput and latency workloads carry an AF_UNIX reference measured with
  * sbload at matching sizes, plus a "same-tool check": sbload over TCP with the
@@ -167,11 +167,14 @@ export function sizeLabel(bytes: number): string {
 interface Iperf3Options {
   readonly length: number;
   readonly streams: number;
+  /** Move this many bytes (`-n`) instead of running for the run's seconds (`-t`). */
+  readonly bytes?: number;
 }
 
 function iperf3ClientArgs(port: number, seconds: number, o: Iperf3Options): string[] {
+  const amount = o.bytes === undefined ? ["-t", String(seconds)] : ["-n", String(o.bytes)];
   return [
-    "-c", "127.0.0.1", "-p", String(port), "-t", String(seconds), "-l", String(o.length),
+    "-c", "127.0.0.1", "-p", String(port), ...amount, "-l", String(o.length),
     ...(o.streams > 1 ? ["-P", String(o.streams)] : []),
     "--json",
   ];
@@ -374,11 +377,18 @@ export function parseTcpdumpCounts(stderr: string): TcpdumpCounts {
 }
 
 const PACKETS_LENGTH = 128 * 1024;
+/**
+ * A fixed amount of data, not a fixed time: with the bypass on iperf3 moves
+ * several times more bytes per second, so a timed run would compare packets
+ * for different amounts of work.
+ */
+const PACKETS_BYTES = 2 * 1024 ** 3;
 
 /**
- * The proof: how many TCP packets cross lo for a bulk transfer. With the
+ * The proof: how many TCP packets cross lo to move the same 2 GiB. With the
  * bypass on and nothing diverted by flow control, only the handshakes and
- * teardowns of iperf3's two connections are left.
+ * teardowns of iperf3's two connections are left; bytes that flow control
+ * sends by TCP show up as packets.
  *
  * The value is tcpdump's "captured" count. Not "received by filter": on lo
  * the packet socket sees every packet twice (its outgoing and its incoming
@@ -386,6 +396,9 @@ const PACKETS_LENGTH = 128 * 1024;
  * about twice the packets on the wire. tcpdump keeps only 96 bytes of each
  * packet (headers) so that it keeps up; a run in which the kernel still
  * dropped packets from the capture is discarded, its count being incomplete.
+ * --immediate-mode: otherwise libpcap hands packets over in blocks retired on
+ * a 1 s timeout, and the last, partly filled block is never "captured" when
+ * tcpdump stops (an accelerated run's handshake packets read as 0).
  */
 export function packetCount(counts: TcpdumpCounts): number {
   if (counts.droppedByKernel > 0) {
@@ -399,8 +412,8 @@ export function packetCount(counts: TcpdumpCounts): number {
 const packetsWorkload: Workload = {
   id: "packets",
   group: "packets",
-  title: `lo packets, iperf3 -l ${sizeLabel(PACKETS_LENGTH)}`,
-  command: `tcpdump -i lo -p -s 96 'tcp port PORT' ("captured") during iperf3 -l ${PACKETS_LENGTH} -t SECONDS`,
+  title: `lo packets, iperf3 -n 2G -l ${sizeLabel(PACKETS_LENGTH)}`,
+  command: `tcpdump -i lo -p -s 96 --immediate-mode 'tcp port PORT' ("captured") during iperf3 -c 127.0.0.1 -p PORT -n ${PACKETS_BYTES} -l ${PACKETS_LENGTH}`,
   metrics: [{ key: "packets", name: "packets on lo", unit: "packets", direction: "lower-is-better" }],
   needs: ["iperf3", "tcpdump"],
   async run(ctx) {
@@ -408,13 +421,13 @@ const packetsWorkload: Workload = {
     // tcpdump itself makes no TCP connection: it runs outside the cgroup.
     const capture = ctx.env.start(
       tool(ctx, "tcpdump"),
-      ["-i", "lo", "-nn", "-p", "-q", "-s", "96", "-B", "8192", "-w", "/dev/null", `tcp port ${port}`],
+      ["-i", "lo", "-nn", "-p", "-q", "-s", "96", "-B", "8192", "--immediate-mode", "-w", "/dev/null", `tcp port ${port}`],
       { inCgroup: false },
     );
     let result: Iperf3Result;
     try {
       await ctx.env.waitForOutput(capture, /listening on/, 10_000);
-      result = await iperf3Run(ctx, { length: PACKETS_LENGTH, streams: 1 }, port);
+      result = await iperf3Run(ctx, { length: PACKETS_LENGTH, streams: 1, bytes: PACKETS_BYTES }, port);
       // Let the last teardown packets reach the capture.
       await sleep(300);
     } finally {
