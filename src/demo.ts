@@ -135,8 +135,8 @@ export function renderDemoSummary(report: BenchReport): string {
   lines.push(table.trimEnd());
   lines.push(
     '',
-    `Each figure is the median of ${report.settings.pairs} runs of ${report.settings.seconds} s, on and off interleaved, on this ${report.machine.nproc}-CPU machine`,
-    `(Linux ${report.machine.kernel}). A shared or busy machine moves these numbers; the packet count does not lie.`,
+    `Each figure is the median of ${report.settings.pairs} runs (${report.settings.seconds} s each; 2 GiB each for the packet count), on and off interleaved,`,
+    `on this ${report.machine.nproc}-CPU machine (Linux ${report.machine.kernel}). A shared or busy machine moves these numbers.`,
   );
   if (report.discarded.length > 0) {
     lines.push('', 'Runs discarded because they were not what they claimed (not used above):');
