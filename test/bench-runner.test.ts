@@ -73,14 +73,17 @@ test('verifyOnRun discards an ON run in which data went through TCP', () => {
   assert.equal(verifyOnRun(goodOn({ messagesRedirected: 998, redirectMisses: 2, bytesPassed: 64 }), IPERF3).length, 1);
 });
 
-test('verifyOnRun counts flow control as the bypass at work, as long as most bytes were redirected', () => {
+test('verifyOnRun counts flow control as the bypass at work; a minimum redirected share is opt-in', () => {
   // 80% socket to socket, 20% by TCP while the receiver's queue was full: kept.
   assert.deepEqual(
     verifyOnRun(goodOn({ bytesRedirected: 80 * MB, flowMessages: 160, flowBytes: 20 * MB, flowToTcp: 40, flowToRedirect: 40 }), IPERF3),
     [],
   );
-  // 40% redirected, 60% flow control: not "most of the bytes" redirected.
-  const reasons = verifyOnRun(goodOn({ bytesRedirected: 40 * MB, flowMessages: 480, flowBytes: 60 * MB }), IPERF3);
+  // 40% redirected, 60% flow control: kept by default (flow control is what the product does) ...
+  const mostlyFlow = goodOn({ bytesRedirected: 40 * MB, flowMessages: 480, flowBytes: 60 * MB });
+  assert.deepEqual(verifyOnRun(mostlyFlow, IPERF3), []);
+  // ... and discarded when a run must be mostly socket to socket.
+  const reasons = verifyOnRun(mostlyFlow, IPERF3, { ...DEFAULT_THRESHOLDS, minRedirectedFraction: 0.5 });
   assert.deepEqual(reasons, [
     'only 41943040 bytes were redirected socket to socket (40%), less than 50% of the 104857600 bytes the tool moved; flow control sent 62914560 bytes by TCP',
   ]);

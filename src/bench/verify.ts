@@ -14,9 +14,10 @@
  *     the socket stays on TCP for good) means the connection was not
  *     accelerated, so the run is discarded beyond a handful; flow control
  *     (the receiver's redirected queue over its limit: flowMessages/flowBytes)
- *     is the bypass working as designed, so those bytes count as handled,
- *     but redirected bytes must still be most of the total. The report shows
- *     the redirected share of every kept ON run.
+ *     is the bypass working as designed, so those bytes count as handled
+ *     and the run is kept whatever its redirected share: discarding it would
+ *     hide what flow control costs. The report shows the redirected share of
+ *     every kept ON run (a stricter minRedirectedFraction can be asked for).
  *   - An OFF run must have had nothing loaded: no pins in the bench's pin
  *     folder before or after, and no sockbypass sock_ops program effective on
  *     the bench cgroup (attached there or to an ancestor, e.g. by someone
@@ -44,13 +45,14 @@ export interface VerifyThresholds {
 /**
  * Handled >= 90% of the tool's bytes: the counters see every send, the tool
  * reports what was received inside its timed window, so an accelerated run is
- * normally at or above 100%. Redirected >= 50%: "most" of the bytes, leaving
- * room for flow control on bulk transfers. Misses: a peer is missing from the
+ * normally at or above 100%. Redirected: no minimum by default, since flow
+ * control sending bytes by TCP is the product's behaviour, to be measured,
+ * not filtered out. Misses: a peer is missing from the
  * map only in the instant between the two ends' "established" callbacks, so
  * an accelerated connection sees none or a handful; 0.1% allows a few such
  * first-send races on a 100 000-connection crr run and nothing more.
  */
-export const DEFAULT_THRESHOLDS: VerifyThresholds = { minHandledFraction: 0.9, minRedirectedFraction: 0.5, maxMissFraction: 0.001 };
+export const DEFAULT_THRESHOLDS: VerifyThresholds = { minHandledFraction: 0.9, minRedirectedFraction: 0, maxMissFraction: 0.001 };
 
 export interface OnObservation {
   /** `status()` said loaded when the run started. */
