@@ -5,7 +5,8 @@
  * diagnostic: connections, bytes verified, faults injected, failures.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { PACKAGE_ROOT } from '../../src/paths.js';
@@ -137,6 +138,11 @@ export function fmtBytes(n: number): string {
 }
 
 /** The per-file figures: every test adds what it did, the file's last test prints them. */
+/** Where this test run's files leave their tallies: one folder per `node --test` process. */
+export function tallyDir(): string {
+  return join(tmpdir(), `sockbypass-trust-tally-${process.ppid}`);
+}
+
 export class Tally {
   connections = 0;
   bytesVerified = 0;
@@ -165,7 +171,17 @@ export class Tally {
     }
   }
 
+  /**
+   * The summary line of this file; also saved where test/trust-summary.test.ts,
+   * run last by the same `node --test` (files are child processes of it), adds
+   * every file's totals into the suite's closing line.
+   */
   line(): string {
+    mkdirSync(tallyDir(), { recursive: true });
+    writeFileSync(
+      join(tallyDir(), `${this.file}.json`),
+      JSON.stringify({ file: this.file, connections: this.connections, bytesVerified: this.bytesVerified, faults: this.faults, failures: this.failures, failedTests: this.failedTests }),
+    );
     return (
       `${this.file} summary: connections ${this.connections}, bytes verified ${this.bytesVerified} (${fmtBytes(this.bytesVerified)}), ` +
       `faults injected ${this.faults}, failures ${this.failures}` +
