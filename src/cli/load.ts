@@ -1,29 +1,31 @@
 import { load, DEFAULT_MAX_ENTRIES } from '../load.js';
 import { ALLOW_ALL, formatPolicy } from '../policy.js';
-import { COMMON, str, toJson, type Command } from './command.js';
+import { COMMON, str, toJson, type Command, type Options } from './command.js';
 import { parsePolicyFlags, parsePositiveInt } from './parse.js';
+
+/** The flags that shape a fresh load; `run` takes them too. */
+export const LOAD_OPTIONS: Options = {
+  cgroup: { type: 'string' },
+  ports: { type: 'string' },
+  ranges: { type: 'string' },
+  'queue-limit': { type: 'string' },
+  'max-entries': { type: 'string' },
+  object: { type: 'string' },
+};
 
 export const loadCommand: Command = {
   name: 'load',
   summary: 'turn the bypass on for a cgroup (default: the whole cgroup2 hierarchy)',
   usage: `sockbypass load [--cgroup PATH] [--pin-dir DIR] [--ports P,P..] [--ranges CIDR,..]
-                [--max-entries N] [--object FILE] [--replace] [--json]
+                [--queue-limit B] [--max-entries N] [--object FILE] [--replace] [--json]
   --cgroup PATH     cgroup v2 directory (absolute, or relative to the cgroup2 mount)
   --ports P,...     accelerate only connections with one of these ports (default: all)
   --ranges CIDR,... accelerate only connections whose two addresses are in these ranges
-  --queue-limit B   bytes a receiver may have queued before its sender uses TCP (default: its SO_RCVBUF)
+  --queue-limit B   bytes a receiver may have queued before its sender uses TCP
+                    (default: its SO_RCVBUF if set, else net.ipv4.tcp_rmem[2])
   --max-entries N   sockhash capacity in sockets (default ${DEFAULT_MAX_ENTRIES})
   --replace         swap new programs into a running load, keeping its maps and connections`,
-  options: {
-    ...COMMON,
-    cgroup: { type: 'string' },
-    ports: { type: 'string' },
-    ranges: { type: 'string' },
-    'queue-limit': { type: 'string' },
-    'max-entries': { type: 'string' },
-    object: { type: 'string' },
-    replace: { type: 'boolean' },
-  },
+  options: { ...COMMON, ...LOAD_OPTIONS, replace: { type: 'boolean' } },
   run(values, _pos, out) {
     const { policy } = parsePolicyFlags(values, ALLOW_ALL);
     const maxEntries = parsePositiveInt('max-entries', str(values, 'max-entries'));

@@ -4,12 +4,13 @@ import { COMMON, str, type Command } from './command.js';
 import { stopSignal } from './live.js';
 import { parsePolicyFlags, parsePositiveInt } from './parse.js';
 import { eventPrinter } from './trace.js';
+import { LOAD_OPTIONS } from './load.js';
 
 export const runCommand: Command = {
   name: 'run',
   summary: 'foreground agent: load (or adopt a load), serve Prometheus metrics, unload on exit',
   usage: `sockbypass run [--cgroup PATH] [--pin-dir DIR] [--ports P,P..] [--ranges CIDR,..]
-               [--max-entries N] [--object FILE] [--metrics-addr HOST:PORT]
+               [--queue-limit B] [--max-entries N] [--object FILE] [--metrics-addr HOST:PORT]
                [--log-events [--json] [--no-owners]] [--keep]
   Loads like \`sockbypass load\` (or adopts a load already pinned at --pin-dir),
   serves http://HOST:PORT/metrics (Prometheus) and /healthz, and runs until
@@ -22,11 +23,7 @@ export const runCommand: Command = {
   --keep                    leave the load in place on exit`,
   options: {
     ...COMMON,
-    cgroup: { type: 'string' },
-    ports: { type: 'string' },
-    ranges: { type: 'string' },
-    'max-entries': { type: 'string' },
-    object: { type: 'string' },
+    ...LOAD_OPTIONS,
     'metrics-addr': { type: 'string' },
     'log-events': { type: 'boolean' },
     'no-owners': { type: 'boolean' },
