@@ -219,8 +219,7 @@ static __always_inline void on_established(struct bpf_sock_ops *skops, bool acti
 	st->netns_cookie = key.netns_cookie;
 	st->handshake = key.handshake;
 	st->mode = MODE_REDIRECT;
-	st->peer_sk = 0;
-	st->switches = 0;
+	st->avg_write = 0;
 
 	/* BPF_NOEXIST: replacing an entry would drop a live socket from the map. */
 	err = bpf_sock_hash_update(skops, &sock_hash, &key, BPF_NOEXIST);
@@ -308,23 +307,31 @@ static __always_inline __u32 redirected_queue_bytes(struct sock *sk)
 
 #define SOCK_RCVBUF_LOCK 2
 
+static __always_inline struct settings *settings_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&settings, &zero);
+}
+
 /*
- * How many bytes a receiver may have queued: what TCP would let it buffer.
- * Its SO_RCVBUF if the application set one; otherwise TCP would autotune the
- * buffer up to net.ipv4.tcp_rmem[2] of its namespace, so that is the bound.
- * A `queue_limit` in the settings overrides both.
+ * How many bytes a receiver may have queued: its SO_RCVBUF if the application
+ * set one (the promise TCP makes it). Otherwise TCP would autotune its buffer
+ * up to net.ipv4.tcp_rmem[2], but a reader descheduled for a few ms lags that
+ * far behind a redirecting writer, and the switch to TCP is for good; so the
+ * `queue_limit` setting (user space writes 128 MiB by default) applies, and
+ * tcp_rmem[2] when it is 0. Host-wide, tcp_memory_pressure() bounds the sum.
  */
 static __always_inline __u32 queue_limit_of(struct sock *peer)
 {
-	__u32 zero = 0;
-	struct settings *cfg = bpf_map_lookup_elem(&settings, &zero);
+	struct settings *cfg = settings_get();
 	int rcvbuf, autotune_max;
 
-	if (cfg && cfg->queue_limit)
-		return cfg->queue_limit;
 	rcvbuf = peer->sk_rcvbuf;
 	if (peer->sk_userlocks & SOCK_RCVBUF_LOCK)
 		return rcvbuf;
+	if (cfg && cfg->queue_limit)
+		return cfg->queue_limit;
 	autotune_max = peer->__sk_common.skc_net.net->ipv4.sysctl_tcp_rmem[2];
 	return autotune_max > rcvbuf ? autotune_max : rcvbuf;
 }
@@ -346,21 +353,17 @@ static __always_inline bool tcp_memory_pressure(struct sock *sk)
 	return pressure != 0;
 }
 
-/*
- * While draining: may this socket redirect again? Only when the peer's
- * redirected queue has room again, and the peer has read every byte this
- * socket sent on TCP (its copied_seq caught up with our write_seq), so newly
- * redirected bytes cannot overtake them.
- */
-static __always_inline bool may_resume_redirect(struct sock *self, __u64 peer_addr, __u64 size)
+/* After a redirect to `target`: should this sender's next messages go by TCP? */
+static __always_inline bool must_use_tcp(struct sock *target, __u64 size, __u32 avg_write)
 {
-	struct tcp_sock *me = kernel_view(struct tcp_sock, self);
-	struct tcp_sock *peer = kernel_view(struct tcp_sock, peer_addr);
-	struct sock *peer_sk = kernel_view(struct sock, peer_addr);
+	__u32 queued = redirected_queue_bytes(target);
+	struct settings *cfg = settings_get();
 
-	if (redirected_queue_bytes(peer_sk) + size > queue_limit_of(peer_sk) || tcp_memory_pressure(peer_sk))
+	if (cfg && (cfg->flags & SETTINGS_NO_FLOW_CONTROL))
 		return false;
-	return me->write_seq == peer->copied_seq;
+	if (queued + size > queue_limit_of(target) || tcp_memory_pressure(target))
+		return true;
+	return cfg && avg_write < cfg->small_write && queued > cfg->small_backlog;
 }
 
 static __always_inline void count_passed(struct counters *c, __u64 size)
@@ -378,7 +381,7 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 	struct counters *c = counters_get();
 	struct socket_key peer = {};
 	struct sock_state *st;
-	struct sock *self, *target;
+	struct sock *target;
 	__u64 size = msg->size;
 	long verdict;
 
@@ -391,23 +394,16 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 		count_passed(c, size);
 		return SK_PASS;
 	}
-	self = kmsg->sk;
-
+	if (st->mode == MODE_TCP_FLOW) {
+		if (c) {
+			c->flow_messages++;
+			c->flow_bytes += size;
+		}
+		return SK_PASS;
+	}
 	if (st->mode == MODE_TCP_STICKY) {
 		count_passed(c, size);
 		return SK_PASS;
-	}
-	if (st->mode == MODE_TCP_DRAINING) {
-		if (!may_resume_redirect(self, st->peer_sk, size)) {
-			if (c) {
-				c->flow_messages++;
-				c->flow_bytes += size;
-			}
-			return SK_PASS;
-		}
-		st->mode = MODE_REDIRECT;
-		if (c)
-			c->flow_to_redirect++;
 	}
 
 	socket_key_build(&peer, msg, st->netns_cookie, st->handshake, true);
@@ -428,12 +424,11 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 
 	/* Flow control: this message is committed to the peer's queue. If that
 	 * queue is now over its limit, later ones go by TCP, whose window makes a
-	 * fast writer wait for a slow reader. */
+	 * fast writer wait for a slow reader; for good (see enum sock_mode). */
+	st->avg_write = st->avg_write ? st->avg_write - (st->avg_write >> 6) + (__u32)(size >> 6) : (__u32)size;
 	target = kmsg->sk_redir;
-	if (target && (redirected_queue_bytes(target) + size > queue_limit_of(target) || tcp_memory_pressure(target))) {
-		st->mode = MODE_TCP_DRAINING;
-		st->peer_sk = (__u64)target;
-		st->switches++;
+	if (target && must_use_tcp(target, size, st->avg_write)) {
+		st->mode = MODE_TCP_FLOW;
 		if (c)
 			c->flow_to_tcp++;
 	}

@@ -12,7 +12,7 @@
 
 /* Bumped whenever a map's key/value layout changes: a pinned load with another
  * layout version cannot be adopted or replaced in place. */
-#define SOCKBYPASS_LAYOUT_VERSION 4
+#define SOCKBYPASS_LAYOUT_VERSION 5
 
 /*
  * The sockhash key of one socket, seen from that socket.
@@ -45,38 +45,48 @@ struct socket_key {
  * Per-socket state (BPF_MAP_TYPE_SK_STORAGE), created by sock_ops when it
  * inserts the socket, read by sk_msg on every message.
  *
- * Byte order across the two paths: the receiver reads its redirected queue
- * before its TCP receive queue. So switching redirect -> TCP is always safe
- * (the TCP bytes are newer), and TCP -> redirect is safe only once the peer
- * has read every byte sent on TCP.
+ * Byte order across the two paths: a receiver reads its redirected queue
+ * before its TCP receive queue, so a sender may switch from redirect to TCP
+ * at any time (the TCP bytes are newer). The other way is not safe: a reader
+ * still inside tcp_recvmsg, or waiting there for more TCP bytes
+ * (MSG_WAITALL, SO_RCVLOWAT), would take later TCP bytes before newly
+ * redirected ones, or never see them (the trust suite's integrity runs
+ * corrupted streams when switching back was allowed). So every switch is
+ * one way: a socket that leaves the redirect sends by TCP until it closes.
  */
 enum sock_mode {
-	MODE_REDIRECT = 0,   /* sendmsg goes straight to the peer's queue */
-	MODE_TCP_DRAINING = 1, /* the peer's queue was over its limit: TCP until it has read all */
-	MODE_TCP_STICKY = 2, /* a message missed the peer: TCP for good, to keep byte order */
+	MODE_REDIRECT = 0,    /* sendmsg goes straight to the peer's queue */
+	MODE_TCP_FLOW = 1,    /* its receiver fell behind (flow control, small-write stream): TCP for good */
+	MODE_TCP_STICKY = 2,  /* a message missed the peer: TCP for good, to keep byte order */
 };
 
 struct sock_state {
 	__u64 netns_cookie;  /* this connection's socket_key.netns_cookie */
 	__u64 handshake;     /* and its socket_key.handshake */
-	__u64 peer_sk;       /* while draining: the peer's struct sock address */
 	__u32 mode;          /* enum sock_mode */
-	__u32 switches;      /* redirect -> TCP switches of this socket */
+	__u32 avg_write;     /* moving average of its message sizes (1/64 weight to the newest) */
 };
 
 /* Runtime policy, one entry in the `settings` array map. */
 enum settings_flags {
 	SETTINGS_PORT_FILTER = 1 << 0, /* accelerate only if either port is in `allowed_ports` */
 	SETTINGS_ADDR_FILTER = 1 << 1, /* accelerate only if both addresses are in `allowed_ranges` */
+	SETTINGS_NO_FLOW_CONTROL = 1 << 2, /* never switch to TCP: for measuring what flow control prevents */
 };
 
 struct settings {
 	__u32 flags;          /* enum settings_flags */
 	__u32 layout_version; /* SOCKBYPASS_LAYOUT_VERSION of the loader that wrote it */
-	/* Most bytes queued for a receiver before its sender falls back to TCP
-	 * (which has flow control); 0 means the receiver's SO_RCVBUF. */
+	/* Most bytes queued for a receiver without an explicit SO_RCVBUF before
+	 * its sender switches to TCP (which has flow control); 0: tcp_rmem[2].
+	 * A receiver with SO_RCVBUF set is always bounded by it. */
 	__u32 queue_limit;
-	__u32 reserved;
+	/* Small-write streams: a sender whose writes average under `small_write`
+	 * bytes, while more than `small_backlog` bytes wait in its receiver's
+	 * queue, is streaming small writes, which TCP coalesces better than the
+	 * redirect carries them; it goes by TCP for good. 0 turns this off. */
+	__u32 small_write;
+	__u32 small_backlog;
 };
 
 /* Key of the `allowed_ranges` LPM trie: prefixlen counts bits of the 16-byte form. */
@@ -98,10 +108,9 @@ struct counters {
 	__u64 redirect_misses;
 	__u64 bytes_passed;
 	__u64 events_lost;
-	__u64 flow_messages;     /* messages sent by TCP while a receiver's queue was full */
+	__u64 flow_messages;     /* messages sent by TCP after flow control switched their socket */
 	__u64 flow_bytes;
-	__u64 flow_to_tcp;       /* redirect -> TCP: a receiver's queue was over its limit */
-	__u64 flow_to_redirect;  /* TCP -> redirect: the receiver had read everything */
+	__u64 flow_to_tcp;       /* sockets switched to TCP for good: their receiver fell behind */
 	__u64 sticky_tcp;        /* sockets that missed their peer and stay on TCP */
 };
 

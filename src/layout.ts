@@ -7,7 +7,7 @@ import { StructCodec } from './codec.js';
 import { formatAddress, parseAddress } from './address.js';
 
 /** Must equal SOCKBYPASS_LAYOUT_VERSION in bpf/sockbypass.h (checked by test). */
-export const LAYOUT_VERSION = 4;
+export const LAYOUT_VERSION = 5;
 
 interface RawSocketKey {
   localIp: Buffer;
@@ -78,21 +78,25 @@ export function peerKey(key: SocketKey): SocketKey {
   };
 }
 
-export const SETTINGS_FLAGS = { portFilter: 1 << 0, addressFilter: 1 << 1 } as const;
+export const SETTINGS_FLAGS = { portFilter: 1 << 0, addressFilter: 1 << 1, noFlowControl: 1 << 2 } as const;
 
 export interface Settings {
   flags: number;
   layoutVersion: number;
   /** Bytes a receiver may have queued before its sender falls back to TCP; 0: its SO_RCVBUF. */
   queueLimit: number;
-  reserved: number;
+  /** Writes under this many bytes ... */
+  smallWrite: number;
+  /** ... while more than this many wait at the receiver: a small-write stream, sent by TCP. */
+  smallBacklog: number;
 }
 
 export const settingsCodec = new StructCodec<Settings>('settings', [
   { name: 'flags', c: 'flags', type: 'u32' },
   { name: 'layoutVersion', c: 'layout_version', type: 'u32' },
   { name: 'queueLimit', c: 'queue_limit', type: 'u32' },
-  { name: 'reserved', c: 'reserved', type: 'u32' },
+  { name: 'smallWrite', c: 'small_write', type: 'u32' },
+  { name: 'smallBacklog', c: 'small_backlog', type: 'u32' },
 ]);
 
 interface RawAddrRange {
@@ -118,13 +122,11 @@ export interface Counters {
   redirectMisses: number;
   bytesPassed: number;
   eventsLost: number;
-  /** Messages (and bytes) sent by TCP while a receiver's redirected queue was over its limit. */
+  /** Messages (and bytes) sent by TCP by sockets that flow control switched there. */
   flowMessages: number;
   flowBytes: number;
-  /** Redirect → TCP switches: a receiver's queue was over its limit. */
+  /** Sockets switched to TCP for good: their receiver fell behind (queue limit, small-write stream). */
   flowToTcp: number;
-  /** TCP → redirect switches: the receiver had read everything sent on TCP. */
-  flowToRedirect: number;
   /** Sockets that missed their peer and stay on TCP to keep byte order. */
   stickyTcp: number;
 }
@@ -144,7 +146,6 @@ const COUNTER_FIELDS: ReadonlyArray<[keyof Counters, string]> = [
   ['flowMessages', 'flow_messages'],
   ['flowBytes', 'flow_bytes'],
   ['flowToTcp', 'flow_to_tcp'],
-  ['flowToRedirect', 'flow_to_redirect'],
   ['stickyTcp', 'sticky_tcp'],
 ];
 

@@ -17,11 +17,34 @@ export interface Policy {
   /** null: every address. CIDR text, e.g. "127.0.0.0/8", "::1/128". */
   ranges: string[] | null;
   /**
-   * Most bytes queued for a receiver before its sender falls back to TCP;
-   * undefined or 0: the receiver's SO_RCVBUF.
+   * Most bytes queued for a receiver without an explicit SO_RCVBUF before its
+   * sender switches to TCP for good; undefined: DEFAULT_QUEUE_LIMIT; 0: the
+   * namespace's tcp_rmem[2]. A receiver with SO_RCVBUF set is held to it.
    */
   queueLimit?: number;
+  /**
+   * Small-write streams go by TCP: writes under `smallWrite` bytes while more
+   * than `smallBacklog` bytes wait at the receiver. smallWrite 0 turns it off.
+   */
+  smallWrite?: number;
+  smallBacklog?: number;
+  /**
+   * false: never switch a sender to TCP, however far its receiver lags (host
+   * memory then bounds nothing). Only for measuring what flow control prevents.
+   */
+  flowControl?: boolean;
 }
+
+/**
+ * Receivers without an explicit SO_RCVBUF: a reader descheduled for a few ms on a busy host lags
+ * tens of MiB behind a redirecting writer, and the switch to TCP is for good (docs/architecture.md),
+ * so the default bound is generous; receivers with SO_RCVBUF set are always held to it.
+ */
+export const DEFAULT_QUEUE_LIMIT = 128 * 1024 * 1024;
+
+/** TCP coalesces a stream of writes under 4 KiB better than the redirect carries them (docs/benchmarks.md). */
+export const DEFAULT_SMALL_WRITE = 4096;
+export const DEFAULT_SMALL_BACKLOG = 65536;
 
 export const ALLOW_ALL: Policy = { ports: null, ranges: null };
 
@@ -35,8 +58,14 @@ export function validatePolicy(policy: Policy): void {
   for (const p of policy.ports ?? []) {
     if (!Number.isInteger(p) || p < 1 || p > 65535) throw usage(`bad port ${p}: want 1..65535`);
   }
-  if (policy.queueLimit !== undefined && (!Number.isInteger(policy.queueLimit) || policy.queueLimit < 0 || policy.queueLimit > 2 ** 31 - 1)) {
-    throw usage(`bad queue limit ${policy.queueLimit}: want 0..${2 ** 31 - 1} bytes`);
+  for (const [name, value] of [
+    ['queue limit', policy.queueLimit],
+    ['small write', policy.smallWrite],
+    ['small backlog', policy.smallBacklog],
+  ] as const) {
+    if (value !== undefined && (!Number.isInteger(value) || value < 0 || value > 2 ** 31 - 1)) {
+      throw usage(`bad ${name} ${value}: want 0..${2 ** 31 - 1} bytes`);
+    }
   }
   for (const r of policy.ranges ?? []) {
     try {
@@ -72,10 +101,19 @@ export function writePolicy(maps: PolicyMaps, policy: Policy): void {
     const { addr, prefixLength } = parseRange(r);
     maps.allowed_ranges.update(addrRangeCodec.encode({ prefixLength, addr }), Buffer.from([1]));
   }
-  const flags = (policy.ports ? SETTINGS_FLAGS.portFilter : 0) | (policy.ranges ? SETTINGS_FLAGS.addressFilter : 0);
+  const flags =
+    (policy.ports ? SETTINGS_FLAGS.portFilter : 0) |
+    (policy.ranges ? SETTINGS_FLAGS.addressFilter : 0) |
+    (policy.flowControl === false ? SETTINGS_FLAGS.noFlowControl : 0);
   maps.settings.update(
     u32(0),
-    settingsCodec.encode({ flags, layoutVersion: LAYOUT_VERSION, queueLimit: policy.queueLimit ?? 0, reserved: 0 }),
+    settingsCodec.encode({
+      flags,
+      layoutVersion: LAYOUT_VERSION,
+      queueLimit: policy.queueLimit ?? DEFAULT_QUEUE_LIMIT,
+      smallWrite: policy.smallWrite ?? DEFAULT_SMALL_WRITE,
+      smallBacklog: policy.smallBacklog ?? DEFAULT_SMALL_BACKLOG,
+    }),
   );
 }
 
@@ -93,12 +131,16 @@ export function readPolicy(maps: PolicyMaps): Policy {
     ports: flags & SETTINGS_FLAGS.portFilter ? ports : null,
     ranges: flags & SETTINGS_FLAGS.addressFilter ? ranges : null,
     queueLimit: settings?.queueLimit ?? 0,
+    smallWrite: settings?.smallWrite ?? 0,
+    smallBacklog: settings?.smallBacklog ?? 0,
+    ...(flags & SETTINGS_FLAGS.noFlowControl ? { flowControl: false } : {}),
   };
 }
 
 export function formatPolicy(policy: Policy): string {
   const ports = policy.ports ? policy.ports.join(',') : 'all';
   const ranges = policy.ranges ? policy.ranges.join(',') : 'all';
-  const queue = policy.queueLimit ? `${policy.queueLimit} bytes` : "the receiver's SO_RCVBUF";
-  return `ports ${ports}; addresses ${ranges}; queue limit ${queue}`;
+  const queue = `the receiver's SO_RCVBUF if set, else ${policy.queueLimit ? `${policy.queueLimit} bytes` : 'tcp_rmem[2]'}`;
+  const small = policy.smallWrite === 0 ? 'off' : `writes under ${policy.smallWrite ?? DEFAULT_SMALL_WRITE} B with over ${policy.smallBacklog ?? DEFAULT_SMALL_BACKLOG} B queued go by TCP`;
+  return `ports ${ports}; addresses ${ranges}; queue limit ${queue}; small-write streams ${small}`;
 }

@@ -122,21 +122,10 @@ export function createMetrics(read: () => Snapshot): Registry {
   counter('sockbypass_redirect_misses_total', 'sendmsg calls of accelerated sockets whose peer was not in the map (sent over TCP).', 'redirectMisses');
   counter('sockbypass_passed_bytes_total', 'Bytes of redirect misses, sent over the normal TCP path.', 'bytesPassed');
   counter('sockbypass_events_lost_total', 'Events dropped because the ring buffer was full.', 'eventsLost');
-  counter('sockbypass_flow_control_messages_total', 'sendmsg calls sent over TCP because the receiver\'s redirected queue was over its limit.', 'flowMessages');
-  counter('sockbypass_flow_control_bytes_total', 'Bytes sent over TCP because the receiver\'s redirected queue was over its limit.', 'flowBytes');
+  counter('sockbypass_flow_control_messages_total', 'sendmsg calls sent over TCP by sockets that flow control switched there (receiver behind).', 'flowMessages');
+  counter('sockbypass_flow_control_bytes_total', 'Bytes sent over TCP by sockets that flow control switched there (receiver behind).', 'flowBytes');
   counter('sockbypass_sticky_tcp_sockets_total', 'Sockets that missed their peer and stay on TCP for good (keeps byte order).', 'stickyTcp');
-  new Counter({
-    name: 'sockbypass_flow_switches_total',
-    help: 'Flow-control switches of a socket between redirect and TCP, by direction.',
-    labelNames: ['direction'],
-    registers: [registry],
-    collect() {
-      const c = get().counters;
-      this.reset();
-      this.inc({ direction: 'to_tcp' }, c.flowToTcp);
-      this.inc({ direction: 'to_redirect' }, c.flowToRedirect);
-    },
-  });
+  counter('sockbypass_flow_switches_total', 'Sockets that flow control switched from the redirect to TCP, for good (their receiver fell behind).', 'flowToTcp');
   new Counter({
     name: 'sockbypass_insert_failures_total',
     help: 'Sockets that could not be put into the sockhash, by reason.',

@@ -29,6 +29,8 @@ async function accelerated(
   bytes: string,
   bytesPerConn: number,
   deadlineS: number,
+  /** Under host TCP memory pressure flow control rightly sends by TCP: then "handled" is what counts. */
+  mayRunIntoMemoryPressure = false,
 ): Promise<void> {
   await withSandbox(`trust-int-${family}`, async (sb) => {
     load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
@@ -45,7 +47,7 @@ async function accelerated(
         `${fmtBytes(run.json.bytesVerified)} verified, ${run.json.failures} failures; sockets inserted ${d.socketsInserted} of ${2 * connections} ` +
         `(missed ${missed}: map full ${d.insertMapFull}, exists ${d.insertExists}, other ${d.insertOther}; allowance ${allowance(2 * connections)}); ` +
         `redirected ${fmtBytes(d.bytesRedirected)} (${((100 * d.bytesRedirected) / payload).toFixed(1)}% of the payload) in ${d.messagesRedirected} messages; ` +
-        `passed to TCP ${fmtBytes(d.bytesPassed)} in ${d.redirectMisses} messages; flow→TCP ${d.flowToTcp ?? 'n/a'}, flow→redirect ${d.flowToRedirect ?? 'n/a'}, sticky ${d.stickyTcp ?? 'n/a'}`,
+        `passed to TCP ${fmtBytes(d.bytesPassed)} in ${d.redirectMisses} messages; flow→TCP ${d.flowToTcp ?? 'n/a'}, sticky ${d.stickyTcp ?? 'n/a'}`,
     );
     assertIntact(run, name);
     assert.ok(run.json.seconds < deadlineS, `${name}: finished within the deadline`);
@@ -53,7 +55,14 @@ async function accelerated(
       d.socketsInserted >= 2 * connections - allowance(2 * connections),
       `${name}: only ${d.socketsInserted} of ${2 * connections} sockets were accelerated (exists ${d.insertExists}, map full ${d.insertMapFull}, other ${d.insertOther})`,
     );
-    assert.ok(d.bytesRedirected >= payload / 2, `${name}: only ${fmtBytes(d.bytesRedirected)} of ${fmtBytes(payload)} redirected`);
+    if (mayRunIntoMemoryPressure) {
+      // Every byte went through the bypass: redirected, or sent by TCP after flow control switched
+      // the socket (its receiver's queue, or the host's TCP memory, was over its limit).
+      assert.ok(d.bytesRedirected + d.flowBytes >= payload * 0.9, `${name}: only ${fmtBytes(d.bytesRedirected + d.flowBytes)} of ${fmtBytes(payload)} handled by the bypass`);
+      assert.equal(d.bytesPassed, 0, `${name}: no send missed its peer`);
+    } else {
+      assert.ok(d.bytesRedirected >= payload / 2, `${name}: only ${fmtBytes(d.bytesRedirected)} of ${fmtBytes(payload)} redirected`);
+    }
   });
 }
 
@@ -84,7 +93,7 @@ test('large streams, no faults: 200 connections × 8 MiB each way (the faults wo
   await tally.track(t, async () => {
     // Megabytes per connection: if readers lag, redirected queues grow and the host's TCP memory
     // (net.ipv4.tcp_mem) comes under pressure; a send must then wait or fall back, never fail.
-    await accelerated(t, 'large streams', 'tcp4', LONG ? 1000 : 200, '8M', 8 * 1024 * 1024, LONG ? 300 : 120);
+    await accelerated(t, 'large streams', 'tcp4', LONG ? 1000 : 200, '8M', 8 * 1024 * 1024, LONG ? 300 : 120, true);
   });
 });
 

@@ -9,6 +9,8 @@ export const LOAD_OPTIONS: Options = {
   ports: { type: 'string' },
   ranges: { type: 'string' },
   'queue-limit': { type: 'string' },
+  'small-write': { type: 'string' },
+  'small-backlog': { type: 'string' },
   'max-entries': { type: 'string' },
   object: { type: 'string' },
 };
@@ -17,12 +19,15 @@ export const loadCommand: Command = {
   name: 'load',
   summary: 'turn the bypass on for a cgroup (default: the whole cgroup2 hierarchy)',
   usage: `sockbypass load [--cgroup PATH] [--pin-dir DIR] [--ports P,P..] [--ranges CIDR,..]
-                [--queue-limit B] [--max-entries N] [--object FILE] [--replace] [--json]
+                [--queue-limit B] [--small-write B] [--small-backlog B] [--max-entries N]
+                [--object FILE] [--replace] [--json]
   --cgroup PATH     cgroup v2 directory (absolute, or relative to the cgroup2 mount)
   --ports P,...     accelerate only connections with one of these ports (default: all)
   --ranges CIDR,... accelerate only connections whose two addresses are in these ranges
-  --queue-limit B   bytes a receiver may have queued before its sender uses TCP
-                    (default: its SO_RCVBUF if set, else net.ipv4.tcp_rmem[2])
+  --queue-limit B   bytes a receiver without its own SO_RCVBUF may have queued before
+                    its sender switches to TCP for good (default 128 MiB; 0: tcp_rmem[2])
+  --small-write B   a stream of writes under B bytes (default 4096; 0: off) goes by TCP
+  --small-backlog B   while over B bytes (default 65536) wait at its receiver
   --max-entries N   sockhash capacity in sockets (default ${DEFAULT_MAX_ENTRIES})
   --replace         swap new programs into a running load, keeping its maps and connections`,
   options: { ...COMMON, ...LOAD_OPTIONS, replace: { type: 'boolean' } },

@@ -46,10 +46,15 @@ export function parsePolicyFlags(
     policy.ranges = null;
     changed = true;
   }
-  if (typeof values['queue-limit'] === 'string') {
-    const text = values['queue-limit'];
-    if (!/^\d+$/.test(text)) throw usage(`--queue-limit wants a byte count (0: the receiver's SO_RCVBUF), got ${JSON.stringify(text)}`);
-    policy.queueLimit = Number(text);
+  for (const [flag, field, zero] of [
+    ['queue-limit', 'queueLimit', 'tcp_rmem[2]'],
+    ['small-write', 'smallWrite', 'off'],
+    ['small-backlog', 'smallBacklog', 'any backlog'],
+  ] as const) {
+    const text = values[flag];
+    if (typeof text !== 'string') continue;
+    if (!/^\d+$/.test(text)) throw usage(`--${flag} wants a byte count (0: ${zero}), got ${JSON.stringify(text)}`);
+    policy[field] = Number(text);
     changed = true;
   }
   validatePolicy(policy);

@@ -8,13 +8,15 @@ import { parsePolicyFlags } from './parse.js';
 export const policyCommand: Command = {
   name: 'policy',
   summary: 'show or change which connections are accelerated, at runtime (new connections only)',
-  usage: `sockbypass policy [--ports P,P.. | --all-ports] [--ranges CIDR,.. | --all-ranges] [--queue-limit BYTES] [--pin-dir DIR] [--json]
+  usage: `sockbypass policy [--ports P,P.. | --all-ports] [--ranges CIDR,.. | --all-ranges] [--queue-limit B] [--small-write B] [--small-backlog B] [--pin-dir DIR] [--json]
   with no flags it prints the policy in force`,
   options: {
     ...COMMON,
     ports: { type: 'string' },
     ranges: { type: 'string' },
     'queue-limit': { type: 'string' },
+    'small-write': { type: 'string' },
+    'small-backlog': { type: 'string' },
     'all-ports': { type: 'boolean' },
     'all-ranges': { type: 'boolean' },
   },

@@ -15,7 +15,7 @@ export function formatCounters(c: Counters): string {
     `  skipped by policy     ${c.policySkipped}`,
     `  redirected            ${c.messagesRedirected} messages, ${c.bytesRedirected} bytes`,
     `  redirect misses       ${c.redirectMisses} messages, ${c.bytesPassed} bytes passed to TCP`,
-    `  flow control          ${c.flowMessages} messages, ${c.flowBytes} bytes by TCP while a receiver was full; ${c.flowToTcp} switches to TCP, ${c.flowToRedirect} back`,
+    `  flow control          ${c.flowToTcp} sockets switched to TCP for good (receiver behind); ${c.flowMessages} messages, ${c.flowBytes} bytes sent so`,
     `  sticky TCP            ${c.stickyTcp} sockets (missed their peer; TCP keeps byte order)`,
     `  events lost           ${c.eventsLost}`,
   ].join('\n');
@@ -80,8 +80,7 @@ const WATCH_ROWS: ReadonlyArray<[string, keyof Counters]> = [
   ['bytes passed to TCP', 'bytesPassed'],
   ['flow control: messages', 'flowMessages'],
   ['flow control: bytes', 'flowBytes'],
-  ['flow: switches to TCP', 'flowToTcp'],
-  ['flow: back to redirect', 'flowToRedirect'],
+  ['flow: sockets to TCP', 'flowToTcp'],
   ['sticky TCP sockets', 'stickyTcp'],
   ['events lost', 'eventsLost'],
 ];
