@@ -29,8 +29,12 @@ async function accelerated(
   bytes: string,
   bytesPerConn: number,
   deadlineS: number,
-  /** Under host TCP memory pressure flow control rightly sends by TCP: then "handled" is what counts. */
-  mayRunIntoMemoryPressure = false,
+  /**
+   * Flow control may rightly send by TCP here (receivers behind by megabytes, host TCP memory, or
+   * the small-write rule: sbload's mix of 1 B to 1 MiB writes often averages under 4 KiB while its
+   * readers lag): then "handled by the bypass" is what counts.
+   */
+  mayFlowToTcp = false,
 ): Promise<void> {
   await withSandbox(`trust-int-${family}`, async (sb) => {
     load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
@@ -55,7 +59,7 @@ async function accelerated(
       d.socketsInserted >= 2 * connections - allowance(2 * connections),
       `${name}: only ${d.socketsInserted} of ${2 * connections} sockets were accelerated (exists ${d.insertExists}, map full ${d.insertMapFull}, other ${d.insertOther})`,
     );
-    if (mayRunIntoMemoryPressure) {
+    if (mayFlowToTcp) {
       // Every byte went through the bypass: redirected, or sent by TCP after flow control switched
       // the socket (its receiver's queue, or the host's TCP memory, was over its limit).
       assert.ok(d.bytesRedirected + d.flowBytes >= payload * 0.9, `${name}: only ${fmtBytes(d.bytesRedirected + d.flowBytes)} of ${fmtBytes(payload)} handled by the bypass`);
@@ -91,8 +95,8 @@ test('tcp4mapped (AF_INET client to a dual-stack [::] listener), bypass loaded: 
 test('large streams, no faults: 200 connections × 8 MiB each way (the faults workload), bypass loaded', async (t) => {
   if (!requirePrivileged(t)) return;
   await tally.track(t, async () => {
-    // Megabytes per connection: if readers lag, redirected queues grow and the host's TCP memory
-    // (net.ipv4.tcp_mem) comes under pressure; a send must then wait or fall back, never fail.
+    // Megabytes per connection: readers lag, redirected queues grow, flow control switches senders
+    // to TCP; a send must then wait or fall back, never fail, and every byte arrive intact.
     await accelerated(t, 'large streams', 'tcp4', LONG ? 1000 : 200, '8M', 8 * 1024 * 1024, LONG ? 300 : 120, true);
   });
 });
