@@ -26,8 +26,9 @@ export const loadCommand: Command = {
   --ranges CIDR,... accelerate only connections whose two addresses are in these ranges
   --queue-limit B   bytes a receiver without its own SO_RCVBUF may have queued before
                     its sender switches to TCP for good (default 128 MiB; 0: tcp_rmem[2])
-  --small-write B   a stream of writes under B bytes (default 4096; 0: off) goes by TCP
-  --small-backlog B   while over B bytes (default 65536) wait at its receiver
+  --small-write B   a sender whose writes average under B bytes goes by TCP for good
+  --small-backlog B   once over B bytes (default 65536) wait at its receiver
+                    (default 0: off; 4096 suits streams of tiny writes, see docs/benchmarks.md)
   --max-entries N   sockhash capacity in sockets (default ${DEFAULT_MAX_ENTRIES})
   --replace         swap new programs into a running load, keeping its maps and connections`,
   options: { ...COMMON, ...LOAD_OPTIONS, replace: { type: 'boolean' } },
