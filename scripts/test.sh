@@ -2,7 +2,9 @@
 # The whole test suite: installs and builds (setup.sh), then runs every test
 # file with Node's test runner. Privileged tests load BPF for real as root;
 # under CI=true one that cannot run fails instead of skipping.
+#   --long   bigger trust runs (SOCKBYPASS_LONG=1: e.g. 1,000 x 8 MiB streams); not for CI.
 set -euo pipefail
+if [ "${1:-}" = "--long" ]; then export SOCKBYPASS_LONG=1; fi
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # One file at a time: privileged tests share the kernel and the 2 CPUs.
