@@ -145,7 +145,11 @@ export function readPolicy(maps: PolicyMaps): Policy {
 export function formatPolicy(policy: Policy): string {
   const ports = policy.ports ? policy.ports.join(',') : 'all';
   const ranges = policy.ranges ? policy.ranges.join(',') : 'all';
-  const queue = `the receiver's SO_RCVBUF if set, else ${policy.queueLimit ? `${policy.queueLimit} bytes` : 'tcp_rmem[2]'}`;
-  const small = policy.smallWrite === 0 ? 'off' : `writes under ${policy.smallWrite ?? DEFAULT_SMALL_WRITE} B with over ${policy.smallBacklog ?? DEFAULT_SMALL_BACKLOG} B queued go by TCP`;
-  return `ports ${ports}; addresses ${ranges}; queue limit ${queue}; small-write streams ${small}`;
+  // Unset fields are what writePolicy writes for them: the defaults.
+  const limit = policy.queueLimit ?? DEFAULT_QUEUE_LIMIT;
+  const queue = `the receiver's SO_RCVBUF if set, else ${limit ? `${limit} bytes` : 'tcp_rmem[2]'}`;
+  const smallWrite = policy.smallWrite ?? DEFAULT_SMALL_WRITE;
+  const small = smallWrite === 0 ? 'off' : `writes averaging under ${smallWrite} B with over ${policy.smallBacklog ?? DEFAULT_SMALL_BACKLOG} B queued go by TCP`;
+  const flow = policy.flowControl === false ? '; flow control OFF' : '';
+  return `ports ${ports}; addresses ${ranges}; queue limit ${queue}; small-write rule ${small}${flow}`;
 }
