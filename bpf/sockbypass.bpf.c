@@ -84,6 +84,13 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 
+static __always_inline struct settings *settings_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&settings, &zero);
+}
+
 static __always_inline struct counters *counters_get(void)
 {
 	__u32 zero = 0;
@@ -131,8 +138,7 @@ static __always_inline bool addr_allowed(const __u32 addr[4])
 
 static __always_inline bool policy_allows(const struct socket_key *key)
 {
-	__u32 zero = 0;
-	struct settings *cfg = bpf_map_lookup_elem(&settings, &zero);
+	struct settings *cfg = settings_get();
 	__u32 port;
 
 	if (!cfg)
@@ -307,13 +313,6 @@ static __always_inline __u32 redirected_queue_bytes(struct sock *sk)
 
 #define SOCK_RCVBUF_LOCK 2
 
-static __always_inline struct settings *settings_get(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&settings, &zero);
-}
-
 /*
  * How many bytes a receiver may have queued: its SO_RCVBUF if the application
  * set one (the promise TCP makes it). Otherwise TCP would autotune its buffer
@@ -322,15 +321,14 @@ static __always_inline struct settings *settings_get(void)
  * `queue_limit` setting (user space writes 128 MiB by default) applies, and
  * tcp_rmem[2] when it is 0. Host-wide, tcp_memory_pressure() bounds the sum.
  */
-static __always_inline __u32 queue_limit_of(struct sock *peer)
+static __always_inline __u32 queue_limit_of(struct sock *peer, const struct settings *cfg)
 {
-	struct settings *cfg = settings_get();
 	int rcvbuf, autotune_max;
 
 	rcvbuf = peer->sk_rcvbuf;
 	if (peer->sk_userlocks & SOCK_RCVBUF_LOCK)
 		return rcvbuf;
-	if (cfg && cfg->queue_limit)
+	if (cfg->queue_limit)
 		return cfg->queue_limit;
 	autotune_max = peer->__sk_common.skc_net.net->ipv4.sysctl_tcp_rmem[2];
 	return autotune_max > rcvbuf ? autotune_max : rcvbuf;
@@ -340,8 +338,8 @@ static __always_inline __u32 queue_limit_of(struct sock *peer)
  * Whether the host's TCP memory is under pressure (net.ipv4.tcp_mem[1]
  * exceeded). Redirected bytes are charged to the receiver like TCP's, but
  * where TCP makes a sender wait when memory runs short, a redirect that
- * cannot be charged fails the sendmsg with ENOMEM. So under pressure senders
- * use TCP, and its waiting, until the pressure is gone.
+ * cannot be charged fails the sendmsg with ENOMEM. So under pressure a
+ * sender switches to TCP, and its waiting (for good, as every switch).
  */
 static __always_inline bool tcp_memory_pressure(struct sock *sk)
 {
@@ -354,16 +352,16 @@ static __always_inline bool tcp_memory_pressure(struct sock *sk)
 }
 
 /* After a redirect to `target`: should this sender's next messages go by TCP? */
-static __always_inline bool must_use_tcp(struct sock *target, __u64 size, __u32 avg_write)
+static __always_inline bool must_use_tcp(struct sock *target, __u64 size, __u32 avg_write,
+					 const struct settings *cfg)
 {
 	__u32 queued = redirected_queue_bytes(target);
-	struct settings *cfg = settings_get();
 
-	if (cfg && (cfg->flags & SETTINGS_NO_FLOW_CONTROL))
+	if (cfg->flags & SETTINGS_NO_FLOW_CONTROL)
 		return false;
-	if (queued + size > queue_limit_of(target) || tcp_memory_pressure(target))
+	if (queued + size > queue_limit_of(target, cfg) || tcp_memory_pressure(target))
 		return true;
-	return cfg && avg_write < cfg->small_write && queued > cfg->small_backlog;
+	return avg_write < cfg->small_write && queued > cfg->small_backlog;
 }
 
 static __always_inline void count_passed(struct counters *c, __u64 size)
@@ -381,6 +379,7 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 	struct counters *c = counters_get();
 	struct socket_key peer = {};
 	struct sock_state *st;
+	struct settings *cfg;
 	struct sock *target;
 	__u64 size = msg->size;
 	long verdict;
@@ -425,9 +424,14 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 	/* Flow control: this message is committed to the peer's queue. If that
 	 * queue is now over its limit, later ones go by TCP, whose window makes a
 	 * fast writer wait for a slow reader; for good (see enum sock_mode). */
-	st->avg_write = st->avg_write ? st->avg_write - (st->avg_write >> 6) + (__u32)(size >> 6) : (__u32)size;
+	cfg = settings_get();
+	if (!cfg)
+		return SK_PASS;
+	/* The moving average only matters to the small-write rule: no store per message without it. */
+	if (cfg->small_write)
+		st->avg_write = st->avg_write ? st->avg_write - (st->avg_write >> 6) + (__u32)(size >> 6) : (__u32)size;
 	target = kmsg->sk_redir;
-	if (target && must_use_tcp(target, size, st->avg_write)) {
+	if (target && must_use_tcp(target, size, st->avg_write, cfg)) {
 		st->mode = MODE_TCP_FLOW;
 		if (c)
 			c->flow_to_tcp++;

@@ -8,7 +8,8 @@ import { closeSync, constants, existsSync, openSync, readdirSync } from 'node:fs
 import { dirname, join, relative } from 'node:path';
 import { BPF, fn } from './libbpf/ffi.js';
 import { attachedProgramIds } from './libbpf/query.js';
-import { linkInfo, programInfo } from './libbpf/info.js';
+import { linkInfo } from './libbpf/info.js';
+import { programInfoById } from './libbpf/program.js';
 import { cgroup2Mount } from './cgroup.js';
 import { mountsOfType } from './cgroup.js';
 
@@ -20,13 +21,7 @@ export interface OtherInstance {
 }
 
 function programName(id: number): string {
-  const fd = fn.bpf_prog_get_fd_by_id(id) as number;
-  if (fd < 0) return '';
-  try {
-    return programInfo(fd).name;
-  } finally {
-    closeSync(fd);
-  }
+  return programInfoById(id)?.name ?? '';
 }
 
 function sockbypassProgramsAt(dir: string): number[] {

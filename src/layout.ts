@@ -83,9 +83,9 @@ export const SETTINGS_FLAGS = { portFilter: 1 << 0, addressFilter: 1 << 1, noFlo
 export interface Settings {
   flags: number;
   layoutVersion: number;
-  /** Bytes a receiver may have queued before its sender falls back to TCP; 0: its SO_RCVBUF. */
+  /** Bytes a receiver without its own SO_RCVBUF may have queued before its sender switches to TCP; 0: tcp_rmem[2]. */
   queueLimit: number;
-  /** Writes under this many bytes ... */
+  /** Writes averaging under this many bytes ... */
   smallWrite: number;
   /** ... while more than this many wait at the receiver: a small-write stream, sent by TCP. */
   smallBacklog: number;

@@ -1,9 +1,7 @@
 /** What is loaded, where, with which policy, how full, and the counters. */
 import { DEFAULT_PIN_DIR } from './bpffs.js';
 import { cgroupPathById } from './cgroup.js';
-import { programInfo } from './libbpf/index.js';
-import { fn } from './libbpf/ffi.js';
-import { closeSync } from 'node:fs';
+import { programInfoById } from './libbpf/index.js';
 import { sumCounters, zeroCounters, type Counters } from './layout.js';
 import { pinState } from './pins.js';
 import { readPolicy, type Policy } from './policy.js';
@@ -27,14 +25,8 @@ export interface Status {
 }
 
 function programStatus(id: number): ProgramStatus {
-  const fd = fn.bpf_prog_get_fd_by_id(id) as number;
-  if (fd < 0) return { id, name: '?', tag: '?' };
-  try {
-    const info = programInfo(fd);
-    return { id, name: info.name, tag: info.tag };
-  } finally {
-    closeSync(fd);
-  }
+  const info = programInfoById(id);
+  return info ? { id, name: info.name, tag: info.tag } : { id, name: '?', tag: '?' };
 }
 
 export function readCounters(state: PinnedState): Counters {

@@ -1,7 +1,7 @@
 /** The typed libbpf layer: everything else in sockbypass uses libbpf through here. */
 export { BpfObject } from './object.js';
 export { BpfMap, numPossibleCpus, type UpdateFlag } from './map.js';
-export { BpfProgram, programLoaded } from './program.js';
+export { BpfProgram, programInfoById } from './program.js';
 export { attachSkMsg, attachSockOps, openPinnedLink, openPinnedLinkIfAny, unpinPath, type Link } from './link.js';
 export { linkInfo, mapInfo, programInfo, type LinkInfo, type MapInfo, type ProgramInfo } from './info.js';
 export {

@@ -14,10 +14,13 @@ export class BpfProgram {
   }
 }
 
-/** Whether a program with this id is still loaded in the kernel. */
-export function programLoaded(id: number): boolean {
-  const fd = fn.bpf_prog_get_fd_by_id(id);
-  if (fd < 0) return false;
-  closeSync(fd);
-  return true;
+/** The info of a loaded program by id, or undefined when no such program is loaded. */
+export function programInfoById(id: number): ProgramInfo | undefined {
+  const fd = fn.bpf_prog_get_fd_by_id(id) as number;
+  if (fd < 0) return undefined;
+  try {
+    return programInfo(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
