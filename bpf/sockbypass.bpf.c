@@ -79,6 +79,14 @@ struct {
 	__type(value, struct counters);
 } counters SEC(".maps");
 
+/* The short-connection rule's memory: messages per socket, by service. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct service_key);
+	__type(value, __u32); /* moving average of messages per socket, times SERVICE_AVG_SCALE */
+} services SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
@@ -184,10 +192,55 @@ static __always_inline void emit_event(struct bpf_sock_ops *skops, const struct 
 	bpf_ringbuf_submit(e, 0);
 }
 
+/* The service of a connection: its passive (server) end, from either side's key. */
+static __always_inline void service_of(struct service_key *svc, const struct socket_key *key, bool passive)
+{
+	const __u32 *ip = passive ? key->local_ip : key->remote_ip;
+
+	svc->ip[0] = ip[0];
+	svc->ip[1] = ip[1];
+	svc->ip[2] = ip[2];
+	svc->ip[3] = ip[3];
+	svc->port = passive ? key->local_port : key->remote_port;
+	svc->pad = 0;
+	svc->netns_cookie = key->netns_cookie;
+}
+
+/* Whether the service's recent connections were too short to pay for joining the sockhash. */
+static __always_inline bool service_is_short(const struct service_key *svc)
+{
+	struct settings *cfg = settings_get();
+	__u32 *avg;
+
+	if (!cfg || !cfg->short_messages)
+		return false;
+	avg = bpf_map_lookup_elem(&services, svc);
+	return avg && *avg < cfg->short_messages * SERVICE_AVG_SCALE;
+}
+
+/* Cap per sample, so one long connection moves the average by a bounded step. */
+#define SERVICE_SAMPLE_MAX 1024
+
+/* A closing socket's messages into its service's moving average (1/8 to the newest). */
+static __always_inline void service_learn(const struct service_key *svc, __u32 messages)
+{
+	__u32 sample, *avg;
+
+	sample = (messages > SERVICE_SAMPLE_MAX ? SERVICE_SAMPLE_MAX : messages) * SERVICE_AVG_SCALE;
+	avg = bpf_map_lookup_elem(&services, svc);
+	if (avg) {
+		/* Racy read-modify-write across CPUs: a lost sample only delays the average. */
+		*avg = *avg - (*avg >> 3) + (sample >> 3);
+		return;
+	}
+	bpf_map_update_elem(&services, svc, &sample, BPF_ANY);
+}
+
 static __always_inline void on_established(struct bpf_sock_ops *skops, bool active)
 {
 	struct socket_key key = {};
 	struct counters *c = counters_get();
+	struct service_key svc;
 	struct sock_state *st;
 	struct bpf_sock *sk;
 	__u32 family;
@@ -212,6 +265,18 @@ static __always_inline void on_established(struct bpf_sock_ops *skops, bool acti
 		return;
 	}
 
+	service_of(&svc, &key, !active);
+	if (service_is_short(&svc)) {
+		if (c)
+			c->short_skipped++;
+		emit_event(skops, &key, family, EVENT_SKIPPED_SHORT, 0);
+		/* The passive side keeps the service's average current: its close
+		 * reports the connection's TCP segments (see on_state_change). */
+		if (!active)
+			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+		return;
+	}
+
 	sk = skops->sk;
 	if (!sk)
 		return;
@@ -226,6 +291,8 @@ static __always_inline void on_established(struct bpf_sock_ops *skops, bool acti
 	st->handshake = key.handshake;
 	st->mode = MODE_REDIRECT;
 	st->avg_write = 0;
+	st->messages = 0;
+	st->passive = !active;
 
 	/* BPF_NOEXIST: replacing an entry would drop a live socket from the map. */
 	err = bpf_sock_hash_update(skops, &sock_hash, &key, BPF_NOEXIST);
@@ -259,20 +326,31 @@ static __always_inline void on_established(struct bpf_sock_ops *skops, bool acti
 static __always_inline void on_state_change(struct bpf_sock_ops *skops)
 {
 	struct socket_key key = {};
-	struct counters *c;
-	__u32 family;
-
+	struct service_key svc;
 	struct sock_state *st;
+	struct counters *c;
 	struct bpf_sock *sk;
+	__u32 family;
 
 	if (skops->args[1] != BPF_TCP_CLOSE)
 		return;
+	sk = skops->sk;
+	st = sk ? bpf_sk_storage_get(&sock_states, sk, 0, 0) : NULL;
+	if (!st) {
+		/* A passive socket the short-connection rule left on TCP: its data
+		 * segments both ways, halved, are its share of the messages. */
+		family = socket_key_build(&key, skops, 0, 0, false);
+		key.netns_cookie = key_netns(skops, &key);
+		service_of(&svc, &key, true);
+		service_learn(&svc, (skops->data_segs_in + skops->data_segs_out) / 2);
+		return;
+	}
 	c = counters_get();
 	if (c)
 		c->sockets_closed++;
-	sk = skops->sk;
-	st = sk ? bpf_sk_storage_get(&sock_states, sk, 0, 0) : NULL;
-	family = socket_key_build(&key, skops, st ? st->netns_cookie : 0, st ? st->handshake : 0, false);
+	family = socket_key_build(&key, skops, st->netns_cookie, st->handshake, false);
+	service_of(&svc, &key, st->passive);
+	service_learn(&svc, st->messages);
 	emit_event(skops, &key, family, EVENT_CLOSED, 0);
 }
 
@@ -393,6 +471,7 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 		count_passed(c, size);
 		return SK_PASS;
 	}
+	st->messages++;
 	if (st->mode == MODE_TCP_FLOW) {
 		if (c) {
 			c->flow_messages++;

@@ -12,7 +12,7 @@
 
 /* Bumped whenever a map's key/value layout changes: a pinned load with another
  * layout version cannot be adopted or replaced in place. */
-#define SOCKBYPASS_LAYOUT_VERSION 5
+#define SOCKBYPASS_LAYOUT_VERSION 6
 
 /*
  * The sockhash key of one socket, seen from that socket.
@@ -65,7 +65,23 @@ struct sock_state {
 	__u64 handshake;     /* and its socket_key.handshake */
 	__u32 mode;          /* enum sock_mode */
 	__u32 avg_write;     /* moving average of its message sizes (1/64 weight to the newest) */
+	__u32 messages;      /* sendmsg chunks sk_msg saw, for the short-connection rule */
+	__u32 passive;       /* 1 if this socket was accepted: its local end is the service */
 };
+
+/*
+ * Key of the `services` LRU hash: the server end of a connection (the passive
+ * side's local address and port), with the netns cookie for loopback as in
+ * struct socket_key. Its value is the short-connection rule's moving average
+ * of messages per socket, times SERVICE_AVG_SCALE. Internal to the data plane.
+ */
+struct service_key {
+	__u32 ip[4];         /* network byte order */
+	__u32 port;          /* host byte order */
+	__u32 pad;
+	__u64 netns_cookie;
+};
+#define SERVICE_AVG_SCALE 16
 
 /* Runtime policy, one entry in the `settings` array map. */
 enum settings_flags {
@@ -87,6 +103,13 @@ struct settings {
 	 * redirect carries them; it goes by TCP for good. 0 turns this off. */
 	__u32 small_write;
 	__u32 small_backlog;
+	/* Short connections: joining the sockhash costs each socket a psock
+	 * (allocated, its proto switched, freed through RCU), which a connection
+	 * that sends one request and one response never earns back. When the
+	 * sockets of a service (server address and port) sent fewer than
+	 * `short_messages` messages each on average over its recent connections,
+	 * its new connections stay on TCP. 0 turns this off. */
+	__u32 short_messages;
 };
 
 /* Key of the `allowed_ranges` LPM trie: prefixlen counts bits of the 16-byte form. */
@@ -112,6 +135,7 @@ struct counters {
 	__u64 flow_bytes;
 	__u64 flow_to_tcp;       /* sockets switched to TCP for good: their receiver fell behind */
 	__u64 sticky_tcp;        /* sockets that missed their peer and stay on TCP */
+	__u64 short_skipped;     /* sockets left on TCP: their service's connections are short */
 };
 
 enum event_type {
@@ -122,6 +146,7 @@ enum event_type {
 	EVENT_REFUSED_EXISTS = 5,
 	EVENT_REFUSED_OTHER = 6,
 	EVENT_CLOSED = 7,
+	EVENT_SKIPPED_SHORT = 8,
 };
 
 /* One ring-buffer record. The key carries addresses, ports and netns. */

@@ -7,7 +7,7 @@ import { StructCodec } from './codec.js';
 import { formatAddress, parseAddress } from './address.js';
 
 /** Must equal SOCKBYPASS_LAYOUT_VERSION in bpf/sockbypass.h (checked by test). */
-export const LAYOUT_VERSION = 5;
+export const LAYOUT_VERSION = 6;
 
 interface RawSocketKey {
   localIp: Buffer;
@@ -89,6 +89,8 @@ export interface Settings {
   smallWrite: number;
   /** ... while more than this many wait at the receiver: a small-write stream, sent by TCP. */
   smallBacklog: number;
+  /** Services whose sockets sent fewer messages than this on average keep new connections on TCP; 0: off. */
+  shortMessages: number;
 }
 
 export const settingsCodec = new StructCodec<Settings>('settings', [
@@ -97,6 +99,7 @@ export const settingsCodec = new StructCodec<Settings>('settings', [
   { name: 'queueLimit', c: 'queue_limit', type: 'u32' },
   { name: 'smallWrite', c: 'small_write', type: 'u32' },
   { name: 'smallBacklog', c: 'small_backlog', type: 'u32' },
+  { name: 'shortMessages', c: 'short_messages', type: 'u32' },
 ]);
 
 interface RawAddrRange {
@@ -129,6 +132,8 @@ export interface Counters {
   flowToTcp: number;
   /** Sockets that missed their peer and stay on TCP to keep byte order. */
   stickyTcp: number;
+  /** Sockets left on TCP because their service's recent connections were short. */
+  shortSkipped: number;
 }
 
 const COUNTER_FIELDS: ReadonlyArray<[keyof Counters, string]> = [
@@ -147,6 +152,7 @@ const COUNTER_FIELDS: ReadonlyArray<[keyof Counters, string]> = [
   ['flowBytes', 'flow_bytes'],
   ['flowToTcp', 'flow_to_tcp'],
   ['stickyTcp', 'sticky_tcp'],
+  ['shortSkipped', 'short_skipped'],
 ];
 
 type RawCounters = Record<keyof Counters, bigint>;
@@ -179,6 +185,7 @@ export const EVENT_TYPES = {
   refused_exists: 5,
   refused_other: 6,
   closed: 7,
+  skipped_short: 8,
 } as const;
 export type EventType = keyof typeof EVENT_TYPES;
 const EVENT_NAMES = new Map<number, EventType>(

@@ -18,6 +18,7 @@ import { withPinnedState } from '../src/state.js';
 import { writePolicy } from '../src/policy.js';
 import { listSockets, pairSockets } from '../src/connections.js';
 import { encodeSocketKey, peerKey, type Counters } from '../src/layout.js';
+import { delta, requireTool, SBLOAD } from './support/trust.js';
 
 const TRANSFER = join(import.meta.dirname, 'support', 'transfer.js');
 const MB = 1024 * 1024;
@@ -229,4 +230,66 @@ test('unload during a live, verified transfer: the transfer completes intact and
   // The sockets are closed now: their programs are released.
   const left = bpftoolPrograms().filter((p) => ourIds.includes(p.id) || (!programsBefore.has(p.id) && p.name.startsWith('sockbypass')));
   assert.deepEqual(left, [], 'bpftool prog show lists none of our programs');
+});
+
+/** Run build/sbload inside the sandbox cgroup and return its JSON report. */
+async function sbload(sb: Sandbox, args: string[]): Promise<Record<string, unknown>> {
+  const p = sb.start(SBLOAD, args);
+  const exit = await p.done;
+  assert.equal(exit.code, 0, `sbload ${args.join(' ')}: ${exit.stderr}${exit.stdout}`);
+  return JSON.parse(exit.stdout) as Record<string, unknown>;
+}
+
+test('short connections: a service whose connections carry one request and one response stays on TCP, and is accelerated again once its connections grow', async (t) => {
+  if (!requirePrivileged(t)) return;
+  requireTool(SBLOAD);
+  await withSandbox('short', async (sb) => {
+    const shortPort = await freePort();
+    let otherPort = await freePort();
+    while (otherPort === shortPort) otherPort = await freePort();
+    load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
+    assert.equal(status({ pinDir: sb.pinDir }).policy?.shortMessages, 2, 'on by default');
+    const at = (port: number) => ['--listen', `127.0.0.1:${port}`];
+
+    // Connect, 64 B each way, close (RST), one connection after the other.
+    let before = counters(sb);
+    const crr = await sbload(sb, ['crr', '--seconds', '0.5', ...at(shortPort)]);
+    let d = delta(before, counters(sb));
+    const connections = crr.connections as number;
+    assert.equal(crr.failures, 0);
+    assert.ok(connections > 50, `${connections} connections`);
+    // The first connection is accelerated and teaches the service's average (1 message per socket);
+    // every later one stays on TCP.
+    assert.ok(d.socketsInserted >= 2 && d.socketsInserted <= 4, `${d.socketsInserted} sockets accelerated`);
+    assert.equal(d.shortSkipped + d.socketsInserted, 2 * connections, 'every socket either accelerated or skipped as short');
+    assert.equal(d.policySkipped, 0);
+
+    // Another service is judged on its own connections.
+    before = counters(sb);
+    await sbload(sb, ['rr', '--count', '300', '--warmup', '0', ...at(otherPort)]);
+    d = delta(before, counters(sb));
+    assert.equal(d.socketsInserted, 2, 'the other service is accelerated');
+    assert.ok(d.messagesRedirected >= 600, `${d.messagesRedirected} messages redirected`);
+
+    // A long connection to the short service still goes by TCP, but its close reports ~300
+    // messages per socket, so the next connection to that service is accelerated again.
+    before = counters(sb);
+    await sbload(sb, ['rr', '--count', '300', '--warmup', '0', ...at(shortPort)]);
+    d = delta(before, counters(sb));
+    assert.equal(d.socketsInserted, 0);
+    assert.equal(d.shortSkipped, 2);
+    before = counters(sb);
+    await sbload(sb, ['rr', '--count', '300', '--warmup', '0', ...at(shortPort)]);
+    d = delta(before, counters(sb));
+    assert.equal(d.socketsInserted, 2, 'accelerated again');
+    assert.ok(d.messagesRedirected >= 600);
+
+    // shortMessages 0 turns the rule off: every short connection is accelerated.
+    withPinnedState(sb.pinDir, (s) => writePolicy(s.maps, { ports: null, ranges: null, shortMessages: 0 }));
+    before = counters(sb);
+    const all = await sbload(sb, ['crr', '--seconds', '0.3', ...at(shortPort)]);
+    d = delta(before, counters(sb));
+    assert.equal(d.shortSkipped, 0);
+    assert.equal(d.socketsInserted, 2 * (all.connections as number));
+  });
 });

@@ -11,6 +11,7 @@ export const LOAD_OPTIONS: Options = {
   'queue-limit': { type: 'string' },
   'small-write': { type: 'string' },
   'small-backlog': { type: 'string' },
+  'short-messages': { type: 'string' },
   'max-entries': { type: 'string' },
   object: { type: 'string' },
 };
@@ -19,7 +20,8 @@ export const loadCommand: Command = {
   name: 'load',
   summary: 'turn the bypass on for a cgroup (default: the whole cgroup2 hierarchy)',
   usage: `sockbypass load [--cgroup PATH] [--pin-dir DIR] [--ports P,P..] [--ranges CIDR,..]
-                [--queue-limit B] [--small-write B] [--small-backlog B] [--max-entries N]
+                [--queue-limit B] [--small-write B] [--small-backlog B] [--short-messages N]
+                [--max-entries N]
                 [--object FILE] [--replace] [--json]
   --cgroup PATH     cgroup v2 directory (absolute, or relative to the cgroup2 mount)
   --ports P,...     accelerate only connections with one of these ports (default: all)
@@ -29,6 +31,8 @@ export const loadCommand: Command = {
   --small-write B   a sender whose writes average under B bytes goes by TCP for good
   --small-backlog B   once over B bytes (default 65536) wait at its receiver
                     (default 0: off; 4096 suits streams of tiny writes, see docs/benchmarks.md)
+  --short-messages N  new connections to a service (server address and port) whose recent
+                    sockets sent under N messages each on average stay on TCP (default 2; 0: off)
   --max-entries N   sockhash capacity in sockets (default ${DEFAULT_MAX_ENTRIES})
   --replace         swap new programs into a running load, keeping its maps and connections`,
   options: { ...COMMON, ...LOAD_OPTIONS, replace: { type: 'boolean' } },

@@ -46,14 +46,15 @@ export function parsePolicyFlags(
     policy.ranges = null;
     changed = true;
   }
-  for (const [flag, field, zero] of [
-    ['queue-limit', 'queueLimit', 'tcp_rmem[2]'],
-    ['small-write', 'smallWrite', 'off'],
-    ['small-backlog', 'smallBacklog', 'any backlog'],
+  for (const [flag, field, unit, zero] of [
+    ['queue-limit', 'queueLimit', 'a byte count', 'tcp_rmem[2]'],
+    ['small-write', 'smallWrite', 'a byte count', 'off'],
+    ['small-backlog', 'smallBacklog', 'a byte count', 'any backlog'],
+    ['short-messages', 'shortMessages', 'a message count', 'off'],
   ] as const) {
     const text = values[flag];
     if (typeof text !== 'string') continue;
-    if (!/^\d+$/.test(text)) throw usage(`--${flag} wants a byte count (0: ${zero}), got ${JSON.stringify(text)}`);
+    if (!/^\d+$/.test(text)) throw usage(`--${flag} wants ${unit} (0: ${zero}), got ${JSON.stringify(text)}`);
     policy[field] = Number(text);
     changed = true;
   }

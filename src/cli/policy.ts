@@ -8,7 +8,7 @@ import { parsePolicyFlags } from './parse.js';
 export const policyCommand: Command = {
   name: 'policy',
   summary: 'show or change which connections are accelerated, at runtime (new connections only)',
-  usage: `sockbypass policy [--ports P,P.. | --all-ports] [--ranges CIDR,.. | --all-ranges] [--queue-limit B] [--small-write B] [--small-backlog B] [--pin-dir DIR] [--json]
+  usage: `sockbypass policy [--ports P,P.. | --all-ports] [--ranges CIDR,.. | --all-ranges] [--queue-limit B] [--small-write B] [--small-backlog B] [--short-messages N] [--pin-dir DIR] [--json]
   with no flags it prints the policy in force`,
   options: {
     ...COMMON,
@@ -17,6 +17,7 @@ export const policyCommand: Command = {
     'queue-limit': { type: 'string' },
     'small-write': { type: 'string' },
     'small-backlog': { type: 'string' },
+    'short-messages': { type: 'string' },
     'all-ports': { type: 'boolean' },
     'all-ranges': { type: 'boolean' },
   },

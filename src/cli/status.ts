@@ -17,6 +17,7 @@ export function formatCounters(c: Counters): string {
     `  redirect misses       ${c.redirectMisses} messages, ${c.bytesPassed} bytes passed to TCP`,
     `  flow control          ${c.flowToTcp} sockets switched to TCP for good (receiver behind); ${c.flowMessages} messages, ${c.flowBytes} bytes sent so`,
     `  sticky TCP            ${c.stickyTcp} sockets (missed their peer; TCP keeps byte order)`,
+    `  short connections     ${c.shortSkipped} sockets left on TCP (their service's connections are short)`,
     `  events lost           ${c.eventsLost}`,
   ].join('\n');
 }
@@ -82,6 +83,7 @@ const WATCH_ROWS: ReadonlyArray<[string, keyof Counters]> = [
   ['flow control: bytes', 'flowBytes'],
   ['flow: sockets to TCP', 'flowToTcp'],
   ['sticky TCP sockets', 'stickyTcp'],
+  ['short: sockets on TCP', 'shortSkipped'],
   ['events lost', 'eventsLost'],
 ];
 
