@@ -290,9 +290,9 @@ static __always_inline void on_established(struct bpf_sock_ops *skops, bool acti
 	st->netns_cookie = key.netns_cookie;
 	st->handshake = key.handshake;
 	st->mode = MODE_REDIRECT;
-	st->avg_write = 0;
-	st->messages = 0;
 	st->passive = !active;
+	st->messages = 0;
+	st->bytes = 0;
 
 	/* BPF_NOEXIST: replacing an entry would drop a live socket from the map. */
 	err = bpf_sock_hash_update(skops, &sock_hash, &key, BPF_NOEXIST);
@@ -350,7 +350,7 @@ static __always_inline void on_state_change(struct bpf_sock_ops *skops)
 		c->sockets_closed++;
 	family = socket_key_build(&key, skops, st->netns_cookie, st->handshake, false);
 	service_of(&svc, &key, st->passive);
-	service_learn(&svc, st->messages);
+	service_learn(&svc, st->messages > SERVICE_SAMPLE_MAX ? SERVICE_SAMPLE_MAX : (__u32)st->messages);
 	emit_event(skops, &key, family, EVENT_CLOSED, 0);
 }
 
@@ -430,7 +430,10 @@ static __always_inline bool tcp_memory_pressure(struct sock *sk)
 }
 
 /* After a redirect to `target`: should this sender's next messages go by TCP? */
-static __always_inline bool must_use_tcp(struct sock *target, __u64 size, __u32 avg_write,
+/* Fewer messages than this say too little about a socket's mean write size. */
+#define SMALL_WRITE_MIN_MESSAGES 1024
+
+static __always_inline bool must_use_tcp(struct sock *target, __u64 size, const struct sock_state *st,
 					 const struct settings *cfg)
 {
 	__u32 queued = redirected_queue_bytes(target);
@@ -439,7 +442,11 @@ static __always_inline bool must_use_tcp(struct sock *target, __u64 size, __u32 
 		return false;
 	if (queued + size > queue_limit_of(target, cfg) || tcp_memory_pressure(target))
 		return true;
-	return avg_write < cfg->small_write && queued > cfg->small_backlog;
+	/* The mean over the socket's life, not a moving average: a stream of
+	 * mostly tiny writes with a rare huge one moves its bytes in large
+	 * messages, and the redirect pays for it; only the mean says so. */
+	return cfg->small_write && queued > cfg->small_backlog && st->messages >= SMALL_WRITE_MIN_MESSAGES &&
+	       st->bytes < (__u64)cfg->small_write * st->messages;
 }
 
 static __always_inline void count_passed(struct counters *c, __u64 size)
@@ -472,6 +479,7 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 		return SK_PASS;
 	}
 	st->messages++;
+	st->bytes += size;
 	if (st->mode == MODE_TCP_FLOW) {
 		if (c) {
 			c->flow_messages++;
@@ -506,11 +514,8 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 	cfg = settings_get();
 	if (!cfg)
 		return SK_PASS;
-	/* The moving average only matters to the small-write rule: no store per message without it. */
-	if (cfg->small_write)
-		st->avg_write = st->avg_write ? st->avg_write - (st->avg_write >> 6) + (__u32)(size >> 6) : (__u32)size;
 	target = kmsg->sk_redir;
-	if (target && must_use_tcp(target, size, st->avg_write, cfg)) {
+	if (target && must_use_tcp(target, size, st, cfg)) {
 		st->mode = MODE_TCP_FLOW;
 		if (c)
 			c->flow_to_tcp++;

@@ -64,9 +64,12 @@ struct sock_state {
 	__u64 netns_cookie;  /* this connection's socket_key.netns_cookie */
 	__u64 handshake;     /* and its socket_key.handshake */
 	__u32 mode;          /* enum sock_mode */
-	__u32 avg_write;     /* moving average of its message sizes (1/64 weight to the newest) */
-	__u32 messages;      /* sendmsg chunks sk_msg saw, for the short-connection rule */
 	__u32 passive;       /* 1 if this socket was accepted: its local end is the service */
+	/* Every message sk_msg saw (sendmsg chunks) and their bytes, in any mode:
+	 * the mean write size of the small-write rule, and the messages per socket
+	 * of the short-connection rule. */
+	__u64 messages;
+	__u64 bytes;
 };
 
 /*
@@ -97,7 +100,8 @@ struct settings {
 	 * its sender switches to TCP (which has flow control); 0: tcp_rmem[2].
 	 * A receiver with SO_RCVBUF set is always bounded by it. */
 	__u32 queue_limit;
-	/* Small-write streams: a sender whose writes average under `small_write`
+	/* Small-write streams: a sender whose writes so far average (bytes over
+	 * messages, at least SMALL_WRITE_MIN_MESSAGES of them) under `small_write`
 	 * bytes, while more than `small_backlog` bytes wait in its receiver's
 	 * queue, is streaming small writes, which TCP coalesces better than the
 	 * redirect carries them; it goes by TCP for good. 0 turns this off. */

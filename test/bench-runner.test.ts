@@ -91,6 +91,18 @@ test('verifyOnRun counts flow control as the bypass at work; a minimum redirecte
   assert.equal(bytesShares(counters({})), null);
 });
 
+test('verifyOnRun keeps a crr run whose sockets the short-connection rule left on TCP, and expects bytes only from the accelerated ones', () => {
+  const crr = { minSockets: 2 * 30000, payloadBytes: 2 * 64 * 30000 };
+  // The first connection joined and taught the service it is short; the other 29 999 stayed on TCP.
+  const kept = { ...goodOn(), delta: counters({ socketsInserted: 2, socketsClosed: 2, shortSkipped: 59998, messagesRedirected: 2, bytesRedirected: 128 }) };
+  assert.deepEqual(verifyOnRun(kept, crr), []);
+  // Too few decided sockets is still a discard, and so are accelerated sockets whose bytes went missing.
+  const few = { ...goodOn(), delta: counters({ socketsInserted: 2, shortSkipped: 100, messagesRedirected: 2, bytesRedirected: 128 }) };
+  assert.match(verifyOnRun(few, crr).join('\n'), /only 2 sockets were accelerated \(100 left on TCP as short\)/);
+  const silent = { ...goodOn(), delta: counters({ socketsInserted: 30000, shortSkipped: 30000, messagesRedirected: 0, bytesRedirected: 0 }) };
+  assert.match(verifyOnRun(silent, crr).join('\n'), /bytes went through the bypass/);
+});
+
 test('verifyOnRun discards an ON run with insert failures or policy skips', () => {
   assert.match(verifyOnRun(goodOn({ insertMapFull: 3 }), IPERF3).join(), /3 sockets failed to enter the map \(map full 3/);
   assert.match(verifyOnRun(goodOn({ policySkipped: 2 }), IPERF3).join(), /2 sockets were skipped by policy/);

@@ -31,8 +31,8 @@ async function accelerated(
   deadlineS: number,
   /**
    * Flow control may rightly send by TCP here (receivers behind by megabytes, host TCP memory, or
-   * the small-write rule: sbload's mix of 1 B to 1 MiB writes often averages under 4 KiB while its
-   * readers lag): then "handled by the bypass" is what counts.
+   * the small-write rule, should a socket's first 1024+ writes of sbload's 1 B to 1 MiB mix average
+   * under 4 KiB while its reader lags): then "handled by the bypass" is what counts.
    */
   mayFlowToTcp = false,
 ): Promise<void> {

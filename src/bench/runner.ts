@@ -140,6 +140,8 @@ export interface OnRunBytes {
   readonly redirectedShare: { readonly median: number; readonly min: number; readonly max: number } | null;
   /** Median switches to TCP by flow control per run. */
   readonly flowToTcpMedian: number | null;
+  /** Median share of the sockets the short-connection rule left on TCP, per run. */
+  readonly shortSkippedShare: number | null;
 }
 
 export interface DiscardedEntry {
@@ -514,6 +516,13 @@ function onRunBytes(workloads: readonly Workload[], runs: readonly RunRecord[]):
       runs: kept.length,
       redirectedShare: shares.length === 0 ? null : { median: median(shares), min: Math.min(...shares), max: Math.max(...shares) },
       flowToTcpMedian: medianOrNull(kept.map((r) => (r.counters as Counters).flowToTcp)),
+      shortSkippedShare: medianOrNull(
+        kept.map((r) => {
+          const c = r.counters as Counters;
+          const decided = c.socketsInserted + c.shortSkipped;
+          return decided > 0 ? c.shortSkipped / decided : 0;
+        }),
+      ),
     };
   });
 }
@@ -609,7 +618,8 @@ export function renderOnRunBytes(rows: readonly OnRunBytes[]): string {
       const s = r.redirectedShare as NonNullable<OnRunBytes["redirectedShare"]>;
       const range = s.min === s.max ? "" : ` (${pct(s.min)}-${pct(s.max)})`;
       const flow = r.flowToTcpMedian ? `, ${r.flowToTcpMedian} switches to TCP per run (median)` : "";
-      return `  ${r.title.padEnd(Math.max(...rows.map((x) => x.title.length)))}  ${pct(s.median)}${range}${flow}`;
+      const short = r.shortSkippedShare ? `; ${pct(r.shortSkippedShare)} of its sockets left on TCP as short connections (median)` : "";
+      return `  ${r.title.padEnd(Math.max(...rows.map((x) => x.title.length)))}  ${pct(s.median)}${range}${flow}${short}`;
     });
   if (lines.length === 0) return "";
   return ["Bytes of kept ON runs that went socket to socket (the rest went by TCP under flow control):", ...lines].join("\n") + "\n";

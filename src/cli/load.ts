@@ -28,9 +28,9 @@ export const loadCommand: Command = {
   --ranges CIDR,... accelerate only connections whose two addresses are in these ranges
   --queue-limit B   bytes a receiver without its own SO_RCVBUF may have queued before
                     its sender switches to TCP for good (default 128 MiB; 0: tcp_rmem[2])
-  --small-write B   a sender whose writes average under B bytes goes by TCP for good
-  --small-backlog B   once over B bytes (default 65536) wait at its receiver
-                    (default 0: off; 4096 suits streams of tiny writes, see docs/benchmarks.md)
+  --small-write B   a sender whose writes so far average under B bytes goes by TCP for
+                    good (default 0: off; 4096 suits streams of tiny writes)...
+  --small-backlog B   ...once over B bytes (default 65536) wait at its receiver
   --short-messages N  new connections to a service (server address and port) whose recent
                     sockets sent under N messages each on average stay on TCP (default 2; 0: off)
   --max-entries N   sockhash capacity in sockets (default ${DEFAULT_MAX_ENTRIES})
