@@ -189,8 +189,8 @@ test('the plan: --quick, --only, missing tools and the step count', () => {
   assert.equal(full.seconds, 3);
   const quick = planBench({ quick: true }, all);
   assert.deepEqual(quick.workloads.map((w) => w.id), ['iperf3-64', 'iperf3-128K', 'pingpong-64', 'packets']);
-  // 4 workloads x 2 pairs x 2 runs, plus 3 references x 2 pairs x (AF_UNIX + same-tool TCP).
-  assert.equal(quick.totalSteps, 16 + 12);
+  // 4 workloads x 2 pairs x 2 runs, plus 3 references x 2 pairs x (AF_UNIX + same-tool TCP off and on).
+  assert.equal(quick.totalSteps, 16 + 18);
   assert.deepEqual(planBench({ only: ['latency', 'crr'] }, all).workloads.map((w) => w.id), ['pingpong-64', 'pingpong-1K', 'pingpong-16K', 'crr']);
   const noSbload = planBench({ only: ['crr', 'iperf3-1k'] }, { ...all, sbload: undefined });
   assert.deepEqual(noSbload.workloads.map((w) => w.id), ['iperf3-1K']);

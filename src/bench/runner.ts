@@ -106,7 +106,8 @@ export interface RunRecord {
   readonly detail?: Readonly<Record<string, unknown>>;
 }
 
-export type ReferenceKind = "af_unix" | "tcp_same_tool";
+/** AF_UNIX; the same tool over TCP with the bypass off; and with it on (the like-for-like comparison with AF_UNIX). */
+export type ReferenceKind = "af_unix" | "tcp_same_tool" | "tcp_same_tool_on";
 
 export interface ReferenceRecord {
   readonly workload: string;
@@ -116,9 +117,11 @@ export interface ReferenceRecord {
   readonly values: Readonly<Record<string, number>>;
   readonly error?: string;
   readonly detail?: Readonly<Record<string, unknown>>;
+  /** tcp_same_tool_on: the counter deltas of its own load. */
+  readonly counters?: Counters;
 }
 
-/** The AF_UNIX reference next to the same tool over TCP (bypass off), per metric. */
+/** The AF_UNIX reference next to the same tool over TCP (bypass off and on), per metric. */
 export interface ReferenceCheck {
   readonly workload: string;
   readonly title: string;
@@ -126,6 +129,8 @@ export interface ReferenceCheck {
   readonly unit: MetricUnit;
   readonly afUnixMedian: number | null;
   readonly tcpSameToolMedian: number | null;
+  /** The same sbload command over TCP with the bypass on. */
+  readonly tcpSameToolOnMedian: number | null;
   /** The workload's own tool over TCP with the bypass off. */
   readonly offMedian: number | null;
   readonly onMedian: number | null;
@@ -229,9 +234,16 @@ export function planBench(options: BenchOptions = {}, tools: ToolPaths = options
     }
   }
   const withReference = (w: Workload) => references && w.reference !== undefined && !referencesSkipped.some((s) => s.workload === w.id);
-  const totalSteps = workloads.reduce((n, w) => n + pairs * (2 + (withReference(w) ? 2 : 0)), 0);
+  const totalSteps = workloads.reduce((n, w) => n + pairs * (2 + (withReference(w) ? REFERENCE_KINDS.length : 0)), 0);
   return { workloads, skipped, referencesSkipped, pairs, seconds, quick, references, totalSteps };
 }
+
+const REFERENCE_KINDS: readonly ReferenceKind[] = ["af_unix", "tcp_same_tool", "tcp_same_tool_on"];
+const REFERENCE_LABELS: Record<ReferenceKind, string> = {
+  af_unix: "reference: AF_UNIX",
+  tcp_same_tool: "same-tool check: TCP, bypass off",
+  tcp_same_tool_on: "same-tool check: TCP, bypass on",
+};
 
 /** Whether a workload's reference runs in this plan. */
 function referenceRuns(plan: BenchPlan, w: Workload): boolean {
@@ -371,12 +383,27 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     if (!ref) throw new Error(`workload ${w.id} has no reference`);
     step++;
     const command = kind === "af_unix" ? ref.command : ref.checkCommand;
-    progress(`[${step}/${plan.totalSteps}] ${w.title} ${kind === "af_unix" ? "reference: AF_UNIX" : "same-tool check: TCP, bypass off"} (${command}) ... `);
+    progress(`[${step}/${plan.totalSteps}] ${w.title} ${REFERENCE_LABELS[kind]} (${command}) ... `);
     let measured: ReferenceMeasurement | undefined;
     let error: string | undefined;
+    let counters: Counters | undefined;
     try {
       if (isLoaded(env)) throw new Error("sockbypass is loaded; reference runs need it off");
-      measured = kind === "af_unix" ? await ref.run(ctx) : await ref.runTcpCheck(ctx);
+      if (kind === "tcp_same_tool_on") {
+        const on = bypassOn(env, options.maxEntries);
+        try {
+          measured = await ref.runTcpCheck(ctx);
+          counters = countersDelta(on.before, readBenchCounters(env));
+        } finally {
+          bypassOff(env);
+        }
+        // Not the full ON verification (the reference has no payload figure), but it must have been accelerated.
+        if (counters.socketsInserted < 2 || counters.bytesRedirected === 0) {
+          throw new Error(`the bypass did not carry it: ${counters.socketsInserted} sockets accelerated, ${counters.bytesRedirected} bytes redirected`);
+        }
+      } else {
+        measured = kind === "af_unix" ? await ref.run(ctx) : await ref.runTcpCheck(ctx);
+      }
     } catch (e) {
       if (e instanceof BenchAborted) throw e;
       env.throwIfAborted();
@@ -393,6 +420,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
       values,
       ...(error !== undefined ? { error } : {}),
       ...(measured ? { detail: measured.detail } : {}),
+      ...(counters ? { counters } : {}),
     };
   };
 
@@ -404,8 +432,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
         runs.push(await runOne(w, pair, order[0] as BypassMode, 1));
         runs.push(await runOne(w, pair, order[1] as BypassMode, 2));
         if (referenceRuns(plan, w)) {
-          references.push(await runReference(w, pair, "af_unix"));
-          references.push(await runReference(w, pair, "tcp_same_tool"));
+          // Alternate the TCP on/off order too, as for the workload's own pairs.
+          const kinds: ReferenceKind[] = pair % 2 === 0 ? ["af_unix", "tcp_same_tool_on", "tcp_same_tool"] : ["af_unix", "tcp_same_tool", "tcp_same_tool_on"];
+          for (const kind of kinds) references.push(await runReference(w, pair, kind));
         }
       }
     }
@@ -551,6 +580,7 @@ function referenceChecks(
         unit: m.unit,
         afUnixMedian: medianOrNull(pick("af_unix")),
         tcpSameToolMedian: medianOrNull(pick("tcp_same_tool")),
+        tcpSameToolOnMedian: medianOrNull(pick("tcp_same_tool_on")),
         offMedian: summary?.off?.median ?? null,
         onMedian: summary?.on?.median ?? null,
       });
@@ -569,7 +599,7 @@ function ratioText(a: number | null, b: number | null): string {
 export function renderReferenceChecks(checks: readonly ReferenceCheck[]): string {
   if (checks.length === 0) return "";
   const rows = checks.map((c) => {
-    const magnitude = Math.max(...[c.afUnixMedian, c.tcpSameToolMedian, c.offMedian, c.onMedian].filter((v): v is number => v !== null), 0);
+    const magnitude = Math.max(...[c.afUnixMedian, c.tcpSameToolMedian, c.tcpSameToolOnMedian, c.offMedian, c.onMedian].filter((v): v is number => v !== null), 0);
     const display = displayUnitFor(c.unit, magnitude);
     const cell = (v: number | null) => (v === null ? "-" : formatScaled(v, display));
     return [
@@ -578,6 +608,8 @@ export function renderReferenceChecks(checks: readonly ReferenceCheck[]): string
       cell(c.afUnixMedian),
       cell(c.tcpSameToolMedian),
       ratioText(c.afUnixMedian, c.tcpSameToolMedian),
+      cell(c.tcpSameToolOnMedian),
+      ratioText(c.tcpSameToolOnMedian, c.afUnixMedian),
       cell(c.offMedian),
       cell(c.onMedian),
     ];
@@ -590,6 +622,8 @@ export function renderReferenceChecks(checks: readonly ReferenceCheck[]): string
         { header: "sbload AF_UNIX", align: "right" },
         { header: "sbload TCP off", align: "right" },
         { header: "UNIX/TCP", align: "right" },
+        { header: "sbload TCP on", align: "right" },
+        { header: "on/UNIX", align: "right" },
         { header: "Tool TCP off", align: "right" },
         { header: "Tool TCP on", align: "right" },
       ],
@@ -599,7 +633,8 @@ export function renderReferenceChecks(checks: readonly ReferenceCheck[]): string
       "",
       "The AF_UNIX column of the main table is sbload's AF_UNIX median over the workload tool's bypass-off median:",
       "two different programs. This table puts sbload's AF_UNIX next to sbload over TCP with the bypass off",
-      "(UNIX/TCP = same-tool ratio), and the workload tool's own off and on medians (Tool TCP off/on).",
+      "(UNIX/TCP = same-tool ratio) and over TCP with the bypass on (on/UNIX = the bypass against AF_UNIX, same tool),",
+      "and the workload tool's own off and on medians (Tool TCP off/on).",
       "sbload rr latencies are round trips halved, to match sockperf's one-way figures.",
     ].join("\n") +
     "\n"
