@@ -221,10 +221,18 @@ static __always_inline bool service_is_short(const struct service_key *svc)
 /* Cap per sample, so one long connection moves the average by a bounded step. */
 #define SERVICE_SAMPLE_MAX 1024
 
-/* A closing socket's messages into its service's moving average (1/8 to the newest). */
+/*
+ * A closing socket's messages into its service's moving average (1/8 to the
+ * newest). A connection that carried nothing (a TCP health check: connect,
+ * close) says nothing about the service's traffic and is not counted, or
+ * frequent probes would hold a busy service's real connections on TCP.
+ */
 static __always_inline void service_learn(const struct service_key *svc, __u32 messages)
 {
 	__u32 sample, *avg;
+
+	if (!messages)
+		return;
 
 	sample = (messages > SERVICE_SAMPLE_MAX ? SERVICE_SAMPLE_MAX : messages) * SERVICE_AVG_SCALE;
 	avg = bpf_map_lookup_elem(&services, svc);

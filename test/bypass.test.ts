@@ -19,6 +19,7 @@ import { writePolicy } from '../src/policy.js';
 import { listSockets, pairSockets } from '../src/connections.js';
 import { encodeSocketKey, peerKey, type Counters } from '../src/layout.js';
 import { delta, requireTool, SBLOAD } from './support/trust.js';
+import { connectClients, startServer } from './support/traffic.js';
 
 const TRANSFER = join(import.meta.dirname, 'support', 'transfer.js');
 const MB = 1024 * 1024;
@@ -283,6 +284,17 @@ test('short connections: a service whose connections carry one request and one r
     d = delta(before, counters(sb));
     assert.equal(d.socketsInserted, 2, 'accelerated again');
     assert.ok(d.messagesRedirected >= 600);
+
+    // Health-check-like connections (connect, close, no data) say nothing about the service's
+    // traffic: fifty of them (enough to pull the average under 2 if they counted) leave it accelerated.
+    const probed = await startServer(sb, { listen: '127.0.0.1', port: shortPort, expect: 50 });
+    const probes = await connectClients(sb, shortPort, { count: 50, bytes: 0 });
+    await probes.close();
+    assert.equal((await probed.finish()).connections, 50);
+    before = counters(sb);
+    await sbload(sb, ['rr', '--count', '300', '--warmup', '0', ...at(shortPort)]);
+    d = delta(before, counters(sb));
+    assert.equal(d.socketsInserted, 2, 'still accelerated after the probes');
 
     // shortMessages 0 turns the rule off: every short connection is accelerated.
     withPinnedState(sb.pinDir, (s) => writePolicy(s.maps, { ports: null, ranges: null, shortMessages: 0 }));

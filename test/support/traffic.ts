@@ -18,8 +18,9 @@ function nodeIn(netns: string | undefined, args: string[]): [string, string[]] {
   return netns ? ['ip', ['netns', 'exec', netns, process.execPath, ...args]] : [process.execPath, args];
 }
 
-export async function startServer(sb: Sandbox, options: { listen?: string; expect?: number; netns?: string } = {}): Promise<Server> {
+export async function startServer(sb: Sandbox, options: { listen?: string; port?: number; expect?: number; netns?: string } = {}): Promise<Server> {
   const args = [CONNS, 'serve', '--listen', options.listen ?? '::'];
+  if (options.port) args.push('--port', String(options.port));
   if (options.expect) args.push('--expect', String(options.expect));
   const proc = sb.start(...nodeIn(options.netns, args));
   const m = await waitForLine(proc, /^LISTENING (.*)$/m, 10_000);
