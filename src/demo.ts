@@ -133,6 +133,16 @@ export function renderDemoSummary(report: BenchReport): string {
     lines.push('The packet count could not be shown: its runs were discarded (see below).', '');
   }
   lines.push(table.trimEnd());
+  const tiny = find(report, 'iperf3-64', 'throughput');
+  if (tiny?.verdict === 'lose') {
+    lines.push(
+      '',
+      'Streams of tiny writes are slower with the bypass: each redirected 64-byte send takes the receiving',
+      "socket's lock and wakes its reader, where TCP coalesces the writes into few segments. The opt-in",
+      '`sockbypass load --small-write 4096` sends such streams by TCP instead (about the speed of TCP; its',
+      'trade-off: docs/benchmarks.md, "Where the time goes").',
+    );
+  }
   lines.push(
     '',
     `Each figure is the median of ${report.settings.pairs} runs (${report.settings.seconds} s each; 2 GiB each for the packet count), on and off interleaved,`,
