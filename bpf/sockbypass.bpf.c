@@ -29,6 +29,55 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/*
+ * Per-socket state (BPF_MAP_TYPE_SK_STORAGE), created by sock_ops when it
+ * inserts the socket, read by sk_msg on every message.
+ *
+ * Byte order across the two paths: a receiver reads its redirected queue
+ * before its TCP receive queue, so a sender may switch from redirect to TCP
+ * at any time (the TCP bytes are newer). The other way is not safe: a reader
+ * still inside tcp_recvmsg, or waiting there for more TCP bytes
+ * (MSG_WAITALL, SO_RCVLOWAT), would take later TCP bytes before newly
+ * redirected ones, or never see them (the trust suite's integrity runs
+ * corrupted streams when switching back was allowed). So every switch is
+ * one way: a socket that leaves the redirect sends by TCP until it closes.
+ */
+enum sock_mode {
+	MODE_REDIRECT = 0,    /* sendmsg goes straight to the peer's queue */
+	MODE_TCP_FLOW = 1,    /* its receiver fell behind (flow control, small-write stream): TCP for good */
+	MODE_TCP_STICKY = 2,  /* a message missed the peer: TCP for good, to keep byte order */
+};
+
+struct sock_state {
+	__u64 netns_cookie;  /* this connection's socket_key.netns_cookie */
+	__u64 handshake;     /* and its socket_key.handshake */
+	__u32 mode;          /* enum sock_mode */
+	__u32 passive;       /* 1 if this socket was accepted: its local end is the service */
+	/* Every message sk_msg saw (sendmsg chunks) and their bytes, in any mode:
+	 * the mean write size of the small-write rule, and the messages per socket
+	 * of the short-connection rule. */
+	__u64 messages;
+	__u64 bytes;
+};
+
+/*
+ * Key of the `services` LRU hash: the server end of a connection (the passive
+ * side's local address and port), with the netns cookie for loopback as in
+ * struct socket_key. Its value is the short-connection rule's moving average
+ * of messages per socket, times SERVICE_AVG_SCALE.
+ *
+ * Both structs are internal to the data plane: user space never reads them,
+ * so they live here and not in sockbypass.h, whose structs each have a
+ * TypeScript codec.
+ */
+struct service_key {
+	__u32 ip[4];         /* network byte order */
+	__u32 port;          /* host byte order */
+	__u32 pad;
+	__u64 netns_cookie;
+};
+#define SERVICE_AVG_SCALE 16
+
 /* Sized by user space before load (setMaxEntries); this is only the default. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
@@ -437,10 +486,10 @@ static __always_inline bool tcp_memory_pressure(struct sock *sk)
 	return pressure != 0;
 }
 
-/* After a redirect to `target`: should this sender's next messages go by TCP? */
 /* Fewer messages than this say too little about a socket's mean write size. */
 #define SMALL_WRITE_MIN_MESSAGES 1024
 
+/* After a redirect to `target`: should this sender's next messages go by TCP? */
 static __always_inline bool must_use_tcp(struct sock *target, __u64 size, const struct sock_state *st,
 					 const struct settings *cfg)
 {

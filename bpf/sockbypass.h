@@ -41,51 +41,6 @@ struct socket_key {
 	__u64 handshake;     /* (active ISN + 1) << 32 | (passive ISN + 1) */
 };
 
-/*
- * Per-socket state (BPF_MAP_TYPE_SK_STORAGE), created by sock_ops when it
- * inserts the socket, read by sk_msg on every message.
- *
- * Byte order across the two paths: a receiver reads its redirected queue
- * before its TCP receive queue, so a sender may switch from redirect to TCP
- * at any time (the TCP bytes are newer). The other way is not safe: a reader
- * still inside tcp_recvmsg, or waiting there for more TCP bytes
- * (MSG_WAITALL, SO_RCVLOWAT), would take later TCP bytes before newly
- * redirected ones, or never see them (the trust suite's integrity runs
- * corrupted streams when switching back was allowed). So every switch is
- * one way: a socket that leaves the redirect sends by TCP until it closes.
- */
-enum sock_mode {
-	MODE_REDIRECT = 0,    /* sendmsg goes straight to the peer's queue */
-	MODE_TCP_FLOW = 1,    /* its receiver fell behind (flow control, small-write stream): TCP for good */
-	MODE_TCP_STICKY = 2,  /* a message missed the peer: TCP for good, to keep byte order */
-};
-
-struct sock_state {
-	__u64 netns_cookie;  /* this connection's socket_key.netns_cookie */
-	__u64 handshake;     /* and its socket_key.handshake */
-	__u32 mode;          /* enum sock_mode */
-	__u32 passive;       /* 1 if this socket was accepted: its local end is the service */
-	/* Every message sk_msg saw (sendmsg chunks) and their bytes, in any mode:
-	 * the mean write size of the small-write rule, and the messages per socket
-	 * of the short-connection rule. */
-	__u64 messages;
-	__u64 bytes;
-};
-
-/*
- * Key of the `services` LRU hash: the server end of a connection (the passive
- * side's local address and port), with the netns cookie for loopback as in
- * struct socket_key. Its value is the short-connection rule's moving average
- * of messages per socket, times SERVICE_AVG_SCALE. Internal to the data plane.
- */
-struct service_key {
-	__u32 ip[4];         /* network byte order */
-	__u32 port;          /* host byte order */
-	__u32 pad;
-	__u64 netns_cookie;
-};
-#define SERVICE_AVG_SCALE 16
-
 /* Runtime policy, one entry in the `settings` array map. */
 enum settings_flags {
 	SETTINGS_PORT_FILTER = 1 << 0, /* accelerate only if either port is in `allowed_ports` */
