@@ -7,6 +7,7 @@
 import { execFileSync } from "node:child_process";
 import type { Counters } from "../layout.js";
 import { load } from "../load.js";
+import type { Policy } from "../policy.js";
 import { status } from "../status.js";
 import { unload } from "../unload.js";
 import type { BenchEnv } from "./env.js";
@@ -19,9 +20,14 @@ export interface OnState {
   readonly before: Counters;
 }
 
-/** Load into the bench cgroup and pin folder; returns what status() then says. */
-export function bypassOn(env: BenchEnv, maxEntries?: number): OnState {
-  const result = load({ cgroup: env.cgroup, pinDir: env.pinDir, ...(maxEntries === undefined ? {} : { maxEntries }) });
+/** Load into the bench cgroup and pin folder (with `policy`, else the defaults); returns what status() then says. */
+export function bypassOn(env: BenchEnv, maxEntries?: number, policy?: Policy): OnState {
+  const result = load({
+    cgroup: env.cgroup,
+    pinDir: env.pinDir,
+    ...(maxEntries === undefined ? {} : { maxEntries }),
+    ...(policy === undefined ? {} : { policy }),
+  });
   if (result.outcome !== "loaded") {
     throw new Error(`expected a fresh load into ${env.pinDir}, got "${result.outcome}"`);
   }

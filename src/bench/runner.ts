@@ -16,6 +16,7 @@ import { objectMissing } from "../errors.js";
 import { DEFAULT_OBJECT } from "../paths.js";
 import { checkKernel, checkPrivileges } from "../preflight.js";
 import type { Counters } from "../layout.js";
+import { ALLOW_ALL, formatPolicy, type Policy } from "../policy.js";
 import { formatScaled, displayUnitFor, formatRatio } from "./format.js";
 import { summarize, median, type BenchRun, type BypassMode, type MetricUnit, type WorkloadSummary } from "./stats.js";
 import { renderBenchTable } from "./table.js";
@@ -54,6 +55,8 @@ export interface BenchOptions {
   /** Measure the AF_UNIX reference (and its same-tool TCP check); default true. */
   readonly references?: boolean;
   readonly maxEntries?: number;
+  /** The policy every ON run loads with (the rules' settings, e.g. smallWrite); default: load's defaults. */
+  readonly policy?: Policy;
   /** Progress text (without newlines handled for you); default: stderr. */
   readonly progress?: (text: string) => void;
   /** Install SIGINT/SIGTERM handlers that stop the bench and clean up; default true. */
@@ -172,6 +175,8 @@ export interface BenchReport {
     readonly seconds: number;
     readonly quick: boolean;
     readonly references: boolean;
+    /** The policy of every ON run, as `formatPolicy` words it. */
+    readonly policy: string;
     readonly thresholds: VerifyThresholds;
     readonly cgroup: string;
     readonly pinDir: string;
@@ -316,7 +321,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     let programIds: RunRecord["programIds"];
     let offCheck: RunRecord["offCheck"];
     if (mode === "on") {
-      const on = bypassOn(env, options.maxEntries);
+      const on = bypassOn(env, options.maxEntries, options.policy);
       programIds = on.programIds;
       try {
         try {
@@ -390,7 +395,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     try {
       if (isLoaded(env)) throw new Error("sockbypass is loaded; reference runs need it off");
       if (kind === "tcp_same_tool_on") {
-        const on = bypassOn(env, options.maxEntries);
+        const on = bypassOn(env, options.maxEntries, options.policy);
         try {
           measured = await ref.runTcpCheck(ctx);
           counters = countersDelta(on.before, readBenchCounters(env));
@@ -466,6 +471,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
       seconds: plan.seconds,
       quick: plan.quick,
       references: plan.references,
+      policy: formatPolicy(options.policy ?? ALLOW_ALL),
       thresholds,
       cgroup: env.cgroup,
       pinDir: env.pinDir,
@@ -666,6 +672,7 @@ export function renderBenchReport(report: BenchReport): string {
   const lines: string[] = [
     `sockbypass bench: ${report.settings.pairs} on/off pairs per workload, ${report.settings.seconds} s per run, ${report.durationSeconds} s in all`,
     `machine: Linux ${m.kernel}, ${m.nproc} CPUs (${m.cpuModel}), load average ${m.loadAverageAtStart.join(" ")} at start, ${report.loadAverageAtEnd.join(" ")} at end`,
+    `policy of the ON runs: ${report.settings.policy}`,
     "",
   ];
   let text = lines.join("\n") + renderBenchTable(report.summaries);

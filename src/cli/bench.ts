@@ -11,7 +11,8 @@ import {
   writeBenchOutputs,
 } from '../bench/runner.js';
 import { QUICK_WORKLOADS, WORKLOADS } from '../bench/workloads.js';
-import { parsePositiveInt } from './parse.js';
+import { parsePolicyFlags, parsePositiveInt } from './parse.js';
+import { ALLOW_ALL } from '../policy.js';
 import { str, toJson, type Command } from './command.js';
 
 /** Exit codes of a run stopped by a signal, as a shell reports them. */
@@ -21,6 +22,7 @@ export const benchCommand: Command = {
   name: 'bench',
   summary: 'measure throughput, latency, connection rate and packets on lo with the bypass on vs off',
   usage: `sockbypass bench [--quick] [--pairs N] [--seconds S] [--only LIST] [--out DIR] [--no-reference] [--json]
+                 [--queue-limit B] [--small-write B] [--small-backlog B] [--short-messages N]
   Runs each workload with the bypass on and off, interleaved in pairs (on-off, off-on, ...),
   in a cgroup and pin folder of its own (sockbypass-bench-<pid>), and removes both at the end,
   also on Ctrl-C. Runs that were not what they claim (on without redirection, off with
@@ -34,6 +36,8 @@ export const benchCommand: Command = {
                   DIR/bench.svg (on/off ratio chart) and DIR/bench.txt (the table)
   --no-reference  skip the AF_UNIX reference runs (sbload) and their same-tool TCP check
   --json          print the JSON report instead of the table
+  --queue-limit, --small-write, --small-backlog, --short-messages
+                  the policy every ON run loads with, as for \`load\` (default: load's defaults)
 Progress goes to stderr. Exit 0 when every row has a valid pair, 1 when some row has none
 or cleanup failed, 130/143 when interrupted (after cleaning up).`,
   options: {
@@ -43,6 +47,10 @@ or cleanup failed, 130/143 when interrupted (after cleaning up).`,
     only: { type: 'string' },
     out: { type: 'string' },
     'no-reference': { type: 'boolean' },
+    'queue-limit': { type: 'string' },
+    'small-write': { type: 'string' },
+    'small-backlog': { type: 'string' },
+    'short-messages': { type: 'string' },
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -54,6 +62,7 @@ or cleanup failed, 130/143 when interrupted (after cleaning up).`,
     const only = onlyText === undefined ? undefined : onlyText.split(',').map((s) => s.trim()).filter(Boolean);
     if (only !== undefined && only.length === 0) throw usage('--only wants a comma-separated list of workloads');
     const outDir = str(values, 'out');
+    const { policy, changed } = parsePolicyFlags(values, ALLOW_ALL);
     let report;
     try {
       report = await runBench({
@@ -62,6 +71,7 @@ or cleanup failed, 130/143 when interrupted (after cleaning up).`,
         ...(only === undefined ? {} : { only }),
         quick: values.quick === true,
         references: values['no-reference'] !== true,
+        ...(changed ? { policy } : {}),
         commandLine: ['sockbypass', 'bench', ...process.argv.slice(3)].join(' '),
       });
     } catch (err) {
