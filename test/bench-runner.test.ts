@@ -248,8 +248,11 @@ test('bench smoke: iperf3 -l 128K, one pair of 1 s: ON redirected, OFF not, JSON
     references: false,
     handleSignals: false,
     progress: (text) => lines.push(text),
+    // A policy of its own: the ON run loads with it, and the report says so.
+    policy: { ports: null, ranges: null, shortMessages: 0 },
   });
   t.diagnostic(lines.join('').trim());
+  assert.match(report.settings.policy, /short connections: off/);
 
   assert.equal(report.runs.length, 2);
   assert.deepEqual(report.runs.map((r) => r.mode), ['on', 'off'], 'pair 1 runs on first');
