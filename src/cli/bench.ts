@@ -11,7 +11,7 @@ import {
   writeBenchOutputs,
 } from '../bench/runner.js';
 import { QUICK_WORKLOADS, WORKLOADS } from '../bench/workloads.js';
-import { parsePolicyFlags, parsePositiveInt } from './parse.js';
+import { parsePolicyFlags, parsePositiveInt, RULE_OPTIONS } from './parse.js';
 import { ALLOW_ALL } from '../policy.js';
 import { str, toJson, type Command } from './command.js';
 
@@ -47,10 +47,7 @@ or cleanup failed, 130/143 when interrupted (after cleaning up).`,
     only: { type: 'string' },
     out: { type: 'string' },
     'no-reference': { type: 'boolean' },
-    'queue-limit': { type: 'string' },
-    'small-write': { type: 'string' },
-    'small-backlog': { type: 'string' },
-    'short-messages': { type: 'string' },
+    ...RULE_OPTIONS,
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },

@@ -1,17 +1,14 @@
 import { load, DEFAULT_MAX_ENTRIES } from '../load.js';
 import { ALLOW_ALL, formatPolicy } from '../policy.js';
 import { COMMON, str, toJson, type Command, type Options } from './command.js';
-import { parsePolicyFlags, parsePositiveInt } from './parse.js';
+import { parsePolicyFlags, parsePositiveInt, RULE_OPTIONS } from './parse.js';
 
 /** The flags that shape a fresh load; `run` takes them too. */
 export const LOAD_OPTIONS: Options = {
   cgroup: { type: 'string' },
   ports: { type: 'string' },
   ranges: { type: 'string' },
-  'queue-limit': { type: 'string' },
-  'small-write': { type: 'string' },
-  'small-backlog': { type: 'string' },
-  'short-messages': { type: 'string' },
+  ...RULE_OPTIONS,
   'max-entries': { type: 'string' },
   object: { type: 'string' },
 };

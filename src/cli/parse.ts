@@ -2,6 +2,17 @@
 import { usage } from '../errors.js';
 import type { Policy } from '../policy.js';
 import { validatePolicy } from '../policy.js';
+import type { Options } from './command.js';
+
+/** The data plane's rule settings, flags of load, policy, run and bench: [flag, Policy field, unit, what 0 means]. */
+const RULE_FLAGS = [
+  ['queue-limit', 'queueLimit', 'a byte count', 'tcp_rmem[2]'],
+  ['small-write', 'smallWrite', 'a byte count', 'off'],
+  ['small-backlog', 'smallBacklog', 'a byte count', 'any backlog'],
+  ['short-messages', 'shortMessages', 'a message count', 'off'],
+] as const;
+
+export const RULE_OPTIONS: Options = Object.fromEntries(RULE_FLAGS.map(([flag]) => [flag, { type: 'string' as const }]));
 
 export function parsePositiveInt(name: string, text: string | undefined, max = 2 ** 31 - 1): number | undefined {
   if (text === undefined) return undefined;
@@ -46,12 +57,7 @@ export function parsePolicyFlags(
     policy.ranges = null;
     changed = true;
   }
-  for (const [flag, field, unit, zero] of [
-    ['queue-limit', 'queueLimit', 'a byte count', 'tcp_rmem[2]'],
-    ['small-write', 'smallWrite', 'a byte count', 'off'],
-    ['small-backlog', 'smallBacklog', 'a byte count', 'any backlog'],
-    ['short-messages', 'shortMessages', 'a message count', 'off'],
-  ] as const) {
+  for (const [flag, field, unit, zero] of RULE_FLAGS) {
     const text = values[flag];
     if (typeof text !== 'string') continue;
     if (!/^\d+$/.test(text)) throw usage(`--${flag} wants ${unit} (0: ${zero}), got ${JSON.stringify(text)}`);

@@ -3,7 +3,7 @@ import { checkPrivileges } from '../preflight.js';
 import { formatPolicy, readPolicy, writePolicy } from '../policy.js';
 import { withPinnedState } from '../state.js';
 import { COMMON, str, toJson, type Command } from './command.js';
-import { parsePolicyFlags } from './parse.js';
+import { parsePolicyFlags, RULE_OPTIONS } from './parse.js';
 
 export const policyCommand: Command = {
   name: 'policy',
@@ -14,10 +14,7 @@ export const policyCommand: Command = {
     ...COMMON,
     ports: { type: 'string' },
     ranges: { type: 'string' },
-    'queue-limit': { type: 'string' },
-    'small-write': { type: 'string' },
-    'small-backlog': { type: 'string' },
-    'short-messages': { type: 'string' },
+    ...RULE_OPTIONS,
     'all-ports': { type: 'boolean' },
     'all-ranges': { type: 'boolean' },
   },
