@@ -10,7 +10,8 @@ export const runCommand: Command = {
   name: 'run',
   summary: 'foreground agent: load (or adopt a load), serve Prometheus metrics, unload on exit',
   usage: `sockbypass run [--cgroup PATH] [--pin-dir DIR] [--ports P,P..] [--ranges CIDR,..]
-               [--queue-limit B] [--max-entries N] [--object FILE] [--metrics-addr HOST:PORT]
+               [--queue-limit B] [--small-write B] [--small-backlog B] [--short-messages N]
+               [--max-entries N] [--object FILE] [--metrics-addr HOST:PORT]
                [--log-events [--json] [--no-owners]] [--keep]
   Loads like \`sockbypass load\` (or adopts a load already pinned at --pin-dir),
   serves http://HOST:PORT/metrics (Prometheus) and /healthz, and runs until
