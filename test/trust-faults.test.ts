@@ -58,8 +58,10 @@ function checkWorkload(t: TestContext, name: string, w: { long: SbloadRun; churn
   tally.run(w.long);
   for (const r of w.churn) tally.run(r);
   const churnFailures = w.churn.reduce((n, r) => n + r.json.failures, 0);
+  // An sbload that died (its watchdog, a signal) prints only {"error": ...}: say so, then assertIntact fails on it.
+  const took = typeof w.long.json.seconds === 'number' ? `${w.long.json.seconds.toFixed(1)} s` : `? s (sbload: ${w.long.json.error ?? `exit ${w.long.code}`})`;
   t.diagnostic(
-    `${name}: long run ${w.long.json.connections} connections × ${LONG_BYTES} each way, ${fmtBytes(w.long.json.bytesVerified)} verified in ${w.long.json.seconds.toFixed(1)} s, ` +
+    `${name}: long run ${w.long.json.connections} connections × ${LONG_BYTES} each way, ${fmtBytes(w.long.json.bytesVerified)} verified in ${took}, ` +
       `${w.long.json.failures} failures; churn ${w.churn.length} runs × 30 connections, ${fmtBytes(w.churn.reduce((n, r) => n + r.json.bytesVerified, 0))} verified, ${churnFailures} failures`,
   );
   assertIntact(w.long, `${name}: long run`);
