@@ -1,20 +1,20 @@
 /** sockbypass's library API. The CLI (src/cli/) is a thin layer over this. */
-export { load, DEFAULT_MAX_ENTRIES, type LoadOptions, type LoadResult } from './load.js';
-export { unload, type UnloadOptions, type UnloadResult } from './unload.js';
-export { status, readCounters, type Status, type ProgramStatus } from './status.js';
-export { PinnedState, withPinnedState } from './state.js';
-export { ALLOW_ALL, readPolicy, writePolicy, formatPolicy, validatePolicy, type Policy } from './policy.js';
-export { listSockets, pairSockets, type AcceleratedSocket, type SocketPair } from './connections.js';
+export { load, DEFAULT_MAX_ENTRIES, type LoadOptions, type LoadResult } from './core/load.js';
+export { unload, type UnloadOptions, type UnloadResult } from './core/unload.js';
+export { status, readCounters, type Status, type ProgramStatus } from './core/status.js';
+export { PinnedState, withPinnedState } from './core/state.js';
+export { ALLOW_ALL, readPolicy, writePolicy, formatPolicy, validatePolicy, type Policy } from './core/policy.js';
+export { listSockets, pairSockets, type AcceleratedSocket, type SocketPair } from './observe/connections.js';
 export {
   connections,
   describeSockets,
   type ConnectionDetails,
   type SocketDetails,
   type NetnsRef,
-} from './connections.js';
-export { watchEvents, eventDate, EventResolver, type WatchEventsOptions, type EventWatch, type EventContext } from './events.js';
-export { listNetns, socketOwners, diagSockets, type NetnsEntry, type SocketOwner, type DiagSocket } from './sockdiag.js';
-export { startAgent, createMetrics, DEFAULT_METRICS_ADDR, type RunOptions, type Agent, type AgentStop } from './run.js';
+} from './observe/connections.js';
+export { watchEvents, eventDate, EventResolver, type WatchEventsOptions, type EventWatch, type EventContext } from './observe/events.js';
+export { listNetns, socketOwners, diagSockets, type NetnsEntry, type SocketOwner, type DiagSocket } from './os/sockdiag.js';
+export { startAgent, createMetrics, DEFAULT_METRICS_ADDR, type RunOptions, type Agent, type AgentStop } from './observe/run.js';
 export {
   decodeSocketKey,
   encodeSocketKey,
@@ -25,12 +25,12 @@ export {
   type Counters,
   type SockEvent,
   type EventType,
-} from './layout.js';
-export { formatAddress, formatEndpoint, parseAddress, parseRange } from './address.js';
-export { cgroup2Mount, resolveCgroup, createCgroup, removeCgroup, moveToCgroup } from './cgroup.js';
-export { DEFAULT_PIN_DIR, ensureBpffs } from './bpffs.js';
+} from './core/layout.js';
+export { formatAddress, formatEndpoint, parseAddress, parseRange } from './core/address.js';
+export { cgroup2Mount, resolveCgroup, createCgroup, removeCgroup, moveToCgroup } from './os/cgroup.js';
+export { DEFAULT_PIN_DIR, ensureBpffs } from './os/bpffs.js';
 export { SockbypassError, EXIT, type ExitCode } from './errors.js';
-export { DEFAULT_OBJECT, PACKAGE_ROOT } from './paths.js';
+export { DEFAULT_OBJECT, PACKAGE_ROOT } from './core/paths.js';
 export * as libbpf from './libbpf/index.js';
 export {
   runBench,

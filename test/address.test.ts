@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatAddress, formatEndpoint, parseAddress, parseRange } from '../src/address.js';
+import { formatAddress, formatEndpoint, parseAddress, parseRange } from '../src/core/address.js';
 
 test('IPv4 becomes IPv4-mapped and formats back as a dotted quad', () => {
   assert.equal(parseAddress('10.1.2.3').toString('hex'), '00000000000000000000ffff0a010203');

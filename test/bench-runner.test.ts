@@ -16,9 +16,9 @@ import { bpftoolPrograms } from './support/witness.js';
 import { bytesShares, countersDelta, verifyOffRun, verifyOnRun, DEFAULT_THRESHOLDS, type OnObservation } from '../src/bench/verify.js';
 import { planBench, runBench, summarizeRuns, writeBenchOutputs, type RunRecord } from '../src/bench/runner.js';
 import { findTools, packetCount, parseTcpdumpCounts, selectWorkloads, WORKLOADS, type Workload } from '../src/bench/workloads.js';
-import { zeroCounters, type Counters } from '../src/layout.js';
-import { cgroup2Mount } from '../src/cgroup.js';
-import { PACKAGE_ROOT } from '../src/paths.js';
+import { zeroCounters, type Counters } from '../src/core/layout.js';
+import { cgroup2Mount } from '../src/os/cgroup.js';
+import { PACKAGE_ROOT } from '../src/core/paths.js';
 
 const MB = 1024 * 1024;
 const CGROUP = '/sys/fs/cgroup/unified/sockbypass-bench-1';

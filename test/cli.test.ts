@@ -10,13 +10,13 @@ import { existsSync, readdirSync } from 'node:fs';
 import { requirePrivileged } from './support/privileged.js';
 import { withSandbox, type Sandbox, type Finished } from './support/sandbox.js';
 import { bpftoolCgroupAttachments, bpftoolPrograms } from './support/witness.js';
-import { PACKAGE_ROOT } from '../src/paths.js';
+import { PACKAGE_ROOT } from '../src/core/paths.js';
 import { EXIT } from '../src/errors.js';
-import { cgroup2Mount } from '../src/cgroup.js';
-import { load } from '../src/load.js';
-import { withPinnedState } from '../src/state.js';
-import { settingsCodec } from '../src/layout.js';
-import { checkPrivileges } from '../src/preflight.js';
+import { cgroup2Mount } from '../src/os/cgroup.js';
+import { load } from '../src/core/load.js';
+import { withPinnedState } from '../src/core/state.js';
+import { settingsCodec } from '../src/core/layout.js';
+import { checkPrivileges } from '../src/os/preflight.js';
 
 const CLI = join(PACKAGE_ROOT, 'bin', 'sockbypass.js');
 

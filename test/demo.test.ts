@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { changeText, renderDemoSummary } from '../src/demo.js';
-import { PACKAGE_ROOT } from '../src/paths.js';
+import { PACKAGE_ROOT } from '../src/core/paths.js';
 import type { BenchReport } from '../src/bench/runner.js';
 import type { WorkloadSummary } from '../src/bench/stats.js';
 

@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { requirePrivileged } from './support/privileged.js';
 import { withSandbox, waitFor } from './support/sandbox.js';
 import { connectClients, startServer } from './support/traffic.js';
-import { load } from '../src/load.js';
+import { load } from '../src/core/load.js';
 import { execFileSync } from 'node:child_process';
-import { EventResolver, watchEvents } from '../src/events.js';
-import { connections, type ConnectionDetails } from '../src/connections.js';
-import type { SockEvent } from '../src/layout.js';
+import { EventResolver, watchEvents } from '../src/observe/events.js';
+import { connections, type ConnectionDetails } from '../src/observe/connections.js';
+import type { SockEvent } from '../src/core/layout.js';
 
 const CLI = join(import.meta.dirname, '..', '..', 'bin', 'sockbypass.js');
 const N = 20;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Btf } from './support/btf.js';
-import { BUILD_DIR, PACKAGE_ROOT } from '../src/paths.js';
+import { BUILD_DIR, PACKAGE_ROOT } from '../src/core/paths.js';
 import {
   addrRangeCodec,
   countersCodec,
@@ -16,8 +16,8 @@ import {
   sockEventCodec,
   socketKeyCodec,
   sumCounters,
-} from '../src/layout.js';
-import type { StructCodec } from '../src/codec.js';
+} from '../src/core/layout.js';
+import type { StructCodec } from '../src/core/codec.js';
 
 // The BTF of build/layout.bpf.o describes every shared struct exactly as clang laid it out.
 const btf = new Btf(join(BUILD_DIR, 'layout.bpf.o'));

@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { requirePrivileged } from './support/privileged.js';
 import { freePort, withSandbox, type Sandbox, type Started } from './support/sandbox.js';
 import { connectClients, startServer } from './support/traffic.js';
-import { load } from '../src/load.js';
-import { unload } from '../src/unload.js';
-import { pinState } from '../src/pins.js';
+import { load } from '../src/core/load.js';
+import { unload } from '../src/core/unload.js';
+import { pinState } from '../src/core/pins.js';
 
 const CLI = join(import.meta.dirname, '..', '..', 'bin', 'sockbypass.js');
 
@@ -161,7 +161,7 @@ test('run refuses a busy metrics address before loading anything, exit 1', async
 });
 
 test('--metrics-addr parsing', async () => {
-  const { parseHostPort } = await import('../src/run.js');
+  const { parseHostPort } = await import('../src/observe/run.js');
   assert.deepEqual(parseHostPort('127.0.0.1:9464'), { host: '127.0.0.1', port: 9464 });
   assert.deepEqual(parseHostPort('[::1]:0'), { host: '::1', port: 0 });
   assert.deepEqual(parseHostPort('localhost:80'), { host: 'localhost', port: 80 });

@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { requirePrivileged } from './support/privileged.js';
 import { waitFor, withSandbox } from './support/sandbox.js';
 import { connectClients, startServer } from './support/traffic.js';
-import { load } from '../src/load.js';
-import { unload } from '../src/unload.js';
-import type { Counters } from '../src/layout.js';
+import { load } from '../src/core/load.js';
+import { unload } from '../src/core/unload.js';
+import type { Counters } from '../src/core/layout.js';
 
 const CLI = join(import.meta.dirname, '..', '..', 'bin', 'sockbypass.js');
 

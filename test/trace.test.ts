@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { requirePrivileged } from './support/privileged.js';
 import { withSandbox, waitFor, type Sandbox, type Started } from './support/sandbox.js';
 import { connectClients, startServer } from './support/traffic.js';
-import { load } from '../src/load.js';
-import { unload } from '../src/unload.js';
+import { load } from '../src/core/load.js';
+import { unload } from '../src/core/unload.js';
 
 const CLI = join(import.meta.dirname, '..', '..', 'bin', 'sockbypass.js');
 const N = 3;

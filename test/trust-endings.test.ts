@@ -17,8 +17,8 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { requirePrivileged } from './support/privileged.js';
 import { withSandbox, type Sandbox } from './support/sandbox.js';
-import { load } from '../src/load.js';
-import { unload } from '../src/unload.js';
+import { load } from '../src/core/load.js';
+import { unload } from '../src/core/unload.js';
 import { ENDINGS, Tally, counters, delta, requireTool } from './support/trust.js';
 
 const tally = new Tally('trust-endings');

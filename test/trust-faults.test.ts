@@ -13,9 +13,9 @@ import assert from 'node:assert/strict';
 import { requirePrivileged } from './support/privileged.js';
 import { freePort, withSandbox, type Sandbox, type Finished } from './support/sandbox.js';
 import { waitForLine } from './support/witness.js';
-import { load } from '../src/load.js';
-import { status } from '../src/status.js';
-import { pinState } from '../src/pins.js';
+import { load } from '../src/core/load.js';
+import { status } from '../src/core/status.js';
+import { pinState } from '../src/core/pins.js';
 import { CLI, LONG, Tally, assertIntact, counters, delta, fmtBytes, integrity, startIntegrity, type SbloadRun } from './support/trust.js';
 
 const tally = new Tally('trust-faults');

@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { requirePrivileged } from './support/privileged.js';
 import { withSandbox } from './support/sandbox.js';
-import { load } from '../src/load.js';
+import { load } from '../src/core/load.js';
 import { LONG, Tally, assertIntact, counters, delta, fmtBytes, integrity } from './support/trust.js';
 
 const tally = new Tally('trust-integrity');

@@ -22,9 +22,9 @@ import { tmpdir } from 'node:os';
 import { requirePrivileged } from './support/privileged.js';
 import { withSandbox, waitFor, type Sandbox, type Started } from './support/sandbox.js';
 import { createNetns, createVeth, netnsNames, startInNetns, strayVeths } from './support/netns.js';
-import { load } from '../src/load.js';
-import { withPinnedState } from '../src/state.js';
-import { listSockets, pairSockets } from '../src/connections.js';
+import { load } from '../src/core/load.js';
+import { withPinnedState } from '../src/core/state.js';
+import { listSockets, pairSockets } from '../src/observe/connections.js';
 import {
   LONG,
   NETNS_BLIND_OBJECT,
@@ -38,7 +38,7 @@ import {
   startIntegrity,
   type SbloadRun,
 } from './support/trust.js';
-import type { Counters } from '../src/layout.js';
+import type { Counters } from '../src/core/layout.js';
 
 const tally = new Tally('trust-isolation');
 const SERVER_PORT = 5201;

@@ -12,9 +12,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { requirePrivileged } from './support/privileged.js';
 import { withSandbox, type Sandbox } from './support/sandbox.js';
-import { load } from '../src/load.js';
+import { load } from '../src/core/load.js';
 import { LONG, Tally, assertIntact, counters, delta, fmtBytes, integrity, readyPort, startIntegrity, type SbloadRun } from './support/trust.js';
-import type { Counters } from '../src/layout.js';
+import type { Counters } from '../src/core/layout.js';
 
 const tally = new Tally('trust-ordering');
 const N = LONG ? 1000 : 200;

@@ -21,10 +21,10 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { requirePrivileged } from './support/privileged.js';
 import { withSandbox, type Sandbox } from './support/sandbox.js';
-import { load } from '../src/load.js';
-import { unload } from '../src/unload.js';
+import { load } from '../src/core/load.js';
+import { unload } from '../src/core/unload.js';
 import { LONG, NETNS_BLIND_OBJECT, SLOWREADER, Tally, counters, delta, fmtBytes, requireTool } from './support/trust.js';
-import type { Counters } from '../src/layout.js';
+import type { Counters } from '../src/core/layout.js';
 
 const tally = new Tally('trust-slowreader');
 const SECONDS = LONG ? 8 : 2;

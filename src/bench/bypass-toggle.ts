@@ -5,11 +5,11 @@
  * ON run gets its own load and its own zeroed counters); OFF = unloaded.
  */
 import { execFileSync } from "node:child_process";
-import type { Counters } from "../layout.js";
-import { load } from "../load.js";
-import type { Policy } from "../policy.js";
-import { status } from "../status.js";
-import { unload } from "../unload.js";
+import type { Counters } from "../core/layout.js";
+import { load } from "../core/load.js";
+import type { Policy } from "../core/policy.js";
+import { status } from "../core/status.js";
+import { unload } from "../core/unload.js";
 import type { BenchEnv } from "./env.js";
 import type { OffObservation } from "./verify.js";
 

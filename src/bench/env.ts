@@ -13,10 +13,10 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createServer } from "node:net";
-import { cgroup2Mount, cgroupProcs, createCgroup, removeCgroup } from "../cgroup.js";
-import { ensureBpffs } from "../bpffs.js";
-import { pinState } from "../pins.js";
-import { unload } from "../unload.js";
+import { cgroup2Mount, cgroupProcs, createCgroup, removeCgroup } from "../os/cgroup.js";
+import { ensureBpffs } from "../os/bpffs.js";
+import { pinState } from "../core/pins.js";
+import { unload } from "../core/unload.js";
 
 export interface Finished {
   readonly code: number | null;

@@ -3,7 +3,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg, release, totalmem, version } from "node:os";
 import { join } from "node:path";
-import { PACKAGE_ROOT } from "../paths.js";
+import { PACKAGE_ROOT } from "../core/paths.js";
 import type { ToolPaths } from "./workloads.js";
 
 export interface MachineFacts {

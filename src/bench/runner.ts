@@ -13,10 +13,10 @@
 import { existsSync } from "node:fs";
 import { loadavg } from "node:os";
 import { objectMissing } from "../errors.js";
-import { DEFAULT_OBJECT } from "../paths.js";
-import { checkKernel, checkPrivileges } from "../preflight.js";
-import type { Counters } from "../layout.js";
-import { ALLOW_ALL, formatPolicy, type Policy } from "../policy.js";
+import { DEFAULT_OBJECT } from "../core/paths.js";
+import { checkKernel, checkPrivileges } from "../os/preflight.js";
+import type { Counters } from "../core/layout.js";
+import { ALLOW_ALL, formatPolicy, type Policy } from "../core/policy.js";
 import { formatScaled, displayUnitFor, formatRatio } from "./format.js";
 import { summarize, median, type BenchRun, type BypassMode, type MetricUnit, type WorkloadSummary } from "./stats.js";
 import { renderBenchTable } from "./table.js";

@@ -23,7 +23,7 @@
  *     the bench cgroup (attached there or to an ancestor, e.g. by someone
  *     else's `sockbypass load` at the cgroup root).
  */
-import type { Counters } from "../layout.js";
+import type { Counters } from "../core/layout.js";
 
 /** What an accelerated run of a workload must show in the counters. */
 export interface OnExpectation {

@@ -15,7 +15,7 @@
  */
 import { accessSync, constants, existsSync } from "node:fs";
 import { delimiter, join, resolve } from "node:path";
-import { BUILD_DIR } from "../paths.js";
+import { BUILD_DIR } from "../core/paths.js";
 import type { Direction, MetricUnit } from "./stats.js";
 import type { OnExpectation } from "./verify.js";
 import { BenchParseError } from "./errors.js";

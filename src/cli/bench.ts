@@ -12,7 +12,7 @@ import {
 } from '../bench/runner.js';
 import { QUICK_WORKLOADS, WORKLOADS } from '../bench/workloads.js';
 import { parsePolicyFlags, parsePositiveInt, RULE_OPTIONS } from './parse.js';
-import { ALLOW_ALL } from '../policy.js';
+import { ALLOW_ALL } from '../core/policy.js';
 import { str, toJson, type Command } from './command.js';
 
 /** Exit codes of a run stopped by a signal, as a shell reports them. */

@@ -1,5 +1,5 @@
-import { DEFAULT_PIN_DIR } from '../bpffs.js';
-import { connections, type ConnectionDetails, type NetnsRef, type SocketDetails } from '../connections.js';
+import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
+import { connections, type ConnectionDetails, type NetnsRef, type SocketDetails } from '../observe/connections.js';
 import { renderTextTable, type TextColumn } from '../bench/text-table.js';
 import { COMMON, str, toJson, type Command } from './command.js';
 

@@ -1,5 +1,5 @@
-import { load, DEFAULT_MAX_ENTRIES } from '../load.js';
-import { ALLOW_ALL, formatPolicy } from '../policy.js';
+import { load, DEFAULT_MAX_ENTRIES } from '../core/load.js';
+import { ALLOW_ALL, formatPolicy } from '../core/policy.js';
 import { COMMON, str, toJson, type Command, type Options } from './command.js';
 import { parsePolicyFlags, parsePositiveInt, RULE_OPTIONS } from './parse.js';
 

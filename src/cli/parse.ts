@@ -1,7 +1,7 @@
 /** Parsing of flag values shared by several commands; each failure is a usage error. */
 import { usage } from '../errors.js';
-import type { Policy } from '../policy.js';
-import { validatePolicy } from '../policy.js';
+import type { Policy } from '../core/policy.js';
+import { validatePolicy } from '../core/policy.js';
 import type { Options } from './command.js';
 
 /** The data plane's rule settings, flags of load, policy, run and bench: [flag, Policy field, unit, what 0 means]. */

@@ -1,7 +1,7 @@
-import { DEFAULT_PIN_DIR } from '../bpffs.js';
-import { checkPrivileges } from '../preflight.js';
-import { formatPolicy, readPolicy, writePolicy } from '../policy.js';
-import { withPinnedState } from '../state.js';
+import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
+import { checkPrivileges } from '../os/preflight.js';
+import { formatPolicy, readPolicy, writePolicy } from '../core/policy.js';
+import { withPinnedState } from '../core/state.js';
 import { COMMON, str, toJson, type Command } from './command.js';
 import { parsePolicyFlags, RULE_OPTIONS } from './parse.js';
 

@@ -1,5 +1,5 @@
-import { ALLOW_ALL, formatPolicy } from '../policy.js';
-import { DEFAULT_METRICS_ADDR, startAgent } from '../run.js';
+import { ALLOW_ALL, formatPolicy } from '../core/policy.js';
+import { DEFAULT_METRICS_ADDR, startAgent } from '../observe/run.js';
 import { COMMON, str, type Command } from './command.js';
 import { stopSignal } from './live.js';
 import { parsePolicyFlags, parsePositiveInt } from './parse.js';

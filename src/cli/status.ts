@@ -1,10 +1,10 @@
-import { readCounters, status } from '../status.js';
-import { formatPolicy } from '../policy.js';
+import { readCounters, status } from '../core/status.js';
+import { formatPolicy } from '../core/policy.js';
 import { COMMON, str, toJson, type Command, type Output } from './command.js';
-import type { Counters } from '../layout.js';
-import { DEFAULT_PIN_DIR } from '../bpffs.js';
-import { pinState } from '../pins.js';
-import { PinnedState } from '../state.js';
+import type { Counters } from '../core/layout.js';
+import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
+import { pinState } from '../core/pins.js';
+import { PinnedState } from '../core/state.js';
 import { usage } from '../errors.js';
 import { stopSignal, timeOfDay } from './live.js';
 

@@ -1,9 +1,9 @@
-import { formatEndpoint, parseAddress } from '../address.js';
-import { eventDate, EventResolver, watchEvents, type EventContext } from '../events.js';
-import type { SockEvent } from '../layout.js';
-import { scopeIsNetns } from '../connections.js';
-import { DEFAULT_PIN_DIR } from '../bpffs.js';
-import { pinState } from '../pins.js';
+import { formatEndpoint, parseAddress } from '../core/address.js';
+import { eventDate, EventResolver, watchEvents, type EventContext } from '../observe/events.js';
+import type { SockEvent } from '../core/layout.js';
+import { scopeIsNetns } from '../observe/connections.js';
+import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
+import { pinState } from '../core/pins.js';
 import { COMMON, str, toJson, type Command } from './command.js';
 import { stopSignal, timeOfDay } from './live.js';
 

@@ -1,4 +1,4 @@
-import { unload } from '../unload.js';
+import { unload } from '../core/unload.js';
 import { COMMON, str, toJson, type Command } from './command.js';
 
 export const unloadCommand: Command = {

@@ -4,8 +4,8 @@
  */
 import type { TestContext } from 'node:test';
 import { existsSync } from 'node:fs';
-import { hasCapability } from '../../src/preflight.js';
-import { DEFAULT_OBJECT } from '../../src/paths.js';
+import { hasCapability } from '../../src/os/preflight.js';
+import { DEFAULT_OBJECT } from '../../src/core/paths.js';
 
 export function privilegedUnavailable(): string | undefined {
   if (!hasCapability(39) && !hasCapability(21)) return 'needs root (CAP_BPF or CAP_SYS_ADMIN)';

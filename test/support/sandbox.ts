@@ -7,10 +7,10 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { createCgroup, cgroupProcs, removeCgroup } from '../../src/cgroup.js';
-import { unload } from '../../src/unload.js';
-import { pinState } from '../../src/pins.js';
-import { ensureBpffs } from '../../src/bpffs.js';
+import { createCgroup, cgroupProcs, removeCgroup } from '../../src/os/cgroup.js';
+import { unload } from '../../src/core/unload.js';
+import { pinState } from '../../src/core/pins.js';
+import { ensureBpffs } from '../../src/os/bpffs.js';
 
 export interface Finished {
   code: number | null;

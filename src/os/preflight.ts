@@ -1,7 +1,7 @@
 /** Checks that turn a kernel's terse EPERM/EINVAL into an error naming the fix. */
 import { existsSync, readFileSync } from 'node:fs';
-import { fn } from './libbpf/ffi.js';
-import { kernelUnsupported, notPermitted } from './errors.js';
+import { fn } from '../libbpf/ffi.js';
+import { kernelUnsupported, notPermitted } from '../errors.js';
 
 const CAP_NET_ADMIN = 12;
 const CAP_SYS_ADMIN = 21;

@@ -5,13 +5,13 @@
  * nothing here deletes a map entry.
  */
 import { existsSync, readdirSync, rmdirSync } from 'node:fs';
-import { openPinnedLinkIfAny, unpinPath } from './libbpf/index.js';
-import { DEFAULT_PIN_DIR } from './bpffs.js';
+import { openPinnedLinkIfAny, unpinPath } from '../libbpf/index.js';
+import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
 import { LINK_NAMES, MAP_NAMES, pinPath, pinState } from './pins.js';
-import { checkPrivileges } from './preflight.js';
+import { checkPrivileges } from '../os/preflight.js';
 import { PinnedState } from './state.js';
-import { listSockets, pairSockets } from './connections.js';
-import { otherVersionLoaded, SockbypassError, EXIT } from './errors.js';
+import { listSockets, pairSockets } from '../observe/connections.js';
+import { otherVersionLoaded, SockbypassError, EXIT } from '../errors.js';
 
 export interface UnloadOptions {
   pinDir?: string;

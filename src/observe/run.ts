@@ -11,15 +11,15 @@
 import { createServer, type Server } from 'node:http';
 import { isIPv6 } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { DEFAULT_PIN_DIR } from './bpffs.js';
-import { usage, SockbypassError, EXIT } from './errors.js';
+import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
+import { usage, SockbypassError, EXIT } from '../errors.js';
 import { watchEvents, type EventWatch } from './events.js';
-import { peerKey, decodeSocketKey, encodeSocketKey, type Counters, type SockEvent } from './layout.js';
-import { load, type LoadOptions, type LoadResult } from './load.js';
-import { pinState } from './pins.js';
-import { PinnedState } from './state.js';
-import { readCounters } from './status.js';
-import { unload, type UnloadResult } from './unload.js';
+import { peerKey, decodeSocketKey, encodeSocketKey, type Counters, type SockEvent } from '../core/layout.js';
+import { load, type LoadOptions, type LoadResult } from '../core/load.js';
+import { pinState } from '../core/pins.js';
+import { PinnedState } from '../core/state.js';
+import { readCounters } from '../core/status.js';
+import { unload, type UnloadResult } from '../core/unload.js';
 
 export const DEFAULT_METRICS_ADDR = '127.0.0.1:9464';
 

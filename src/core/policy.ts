@@ -6,10 +6,10 @@
  * ports: a connection qualifies if either of its ports is listed.
  * ranges: a connection qualifies if both of its addresses fall in a range.
  */
-import type { BpfMap } from './libbpf/index.js';
+import type { BpfMap } from '../libbpf/index.js';
 import { addrRangeCodec, LAYOUT_VERSION, SETTINGS_FLAGS, settingsCodec } from './layout.js';
 import { formatAddress, parseRange } from './address.js';
-import { usage } from './errors.js';
+import { usage } from '../errors.js';
 
 export interface Policy {
   /** null: every port. */

@@ -3,10 +3,10 @@
  * sockbypass pinned. Status, unload, policy changes, trace and connections
  * all start here.
  */
-import { BpfMap, NotFoundError, PermissionError, openPinnedLink, type Link } from './libbpf/index.js';
+import { BpfMap, NotFoundError, PermissionError, openPinnedLink, type Link } from '../libbpf/index.js';
 import { LINK_NAMES, MAP_NAMES, pinPath, pinState, type LinkName, type MapName } from './pins.js';
 import { LAYOUT_VERSION, settingsCodec, type Settings } from './layout.js';
-import { notLoaded, notPermitted, otherVersionLoaded } from './errors.js';
+import { notLoaded, notPermitted, otherVersionLoaded } from '../errors.js';
 
 export class PinnedState {
   private constructor(

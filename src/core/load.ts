@@ -16,9 +16,9 @@ import {
   attachSockOps,
   unpinPath,
   type Link,
-} from './libbpf/index.js';
-import { DEFAULT_PIN_DIR, ensureBpffs } from './bpffs.js';
-import { cgroupPathById, resolveCgroup } from './cgroup.js';
+} from '../libbpf/index.js';
+import { DEFAULT_PIN_DIR, ensureBpffs } from '../os/bpffs.js';
+import { cgroupPathById, resolveCgroup } from '../os/cgroup.js';
 import {
   kernelUnsupported,
   notPermitted,
@@ -27,11 +27,11 @@ import {
   otherInstance,
   otherVersionLoaded,
   SockbypassError,
-} from './errors.js';
+} from '../errors.js';
 import { otherInstancesCovering } from './instances.js';
 import { MAP_NAMES, PROGRAMS, pinPath, pinState, type MapName } from './pins.js';
 import { ALLOW_ALL, validatePolicy, writePolicy, type Policy } from './policy.js';
-import { checkKernel, checkPrivileges } from './preflight.js';
+import { checkKernel, checkPrivileges } from '../os/preflight.js';
 import { DEFAULT_OBJECT } from './paths.js';
 import { PinnedState } from './state.js';
 

@@ -7,12 +7,12 @@
  * records, and each event reaches one of them or both, unpredictably. Run
  * one at a time.
  */
-import { DEFAULT_PIN_DIR } from './bpffs.js';
-import { decodeSockEvent, sockEventCodec, type SockEvent } from './layout.js';
-import { RingBuffer } from './libbpf/index.js';
-import { PinnedState } from './state.js';
-import { readCounters } from './status.js';
-import { diagSockets, listNetns, socketOwners, type NetnsEntry, type SocketOwner } from './sockdiag.js';
+import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
+import { decodeSockEvent, sockEventCodec, type SockEvent } from '../core/layout.js';
+import { RingBuffer } from '../libbpf/index.js';
+import { PinnedState } from '../core/state.js';
+import { readCounters } from '../core/status.js';
+import { diagSockets, listNetns, socketOwners, type NetnsEntry, type SocketOwner } from '../os/sockdiag.js';
 import { scopeIsNetns } from './connections.js';
 
 export interface WatchEventsOptions {

@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readlinkSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { bpffsUnavailable, pinParentMissing } from './errors.js';
+import { bpffsUnavailable, pinParentMissing } from '../errors.js';
 import { mountsOfType } from './cgroup.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/sockbypass';

@@ -1,7 +1,7 @@
 /** What is loaded, where, with which policy, how full, and the counters. */
-import { DEFAULT_PIN_DIR } from './bpffs.js';
-import { cgroupPathById } from './cgroup.js';
-import { programInfoById } from './libbpf/index.js';
+import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
+import { cgroupPathById } from '../os/cgroup.js';
+import { programInfoById } from '../libbpf/index.js';
 import { sumCounters, zeroCounters, type Counters } from './layout.js';
 import { pinState } from './pins.js';
 import { readPolicy, type Policy } from './policy.js';

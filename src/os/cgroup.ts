@@ -1,7 +1,7 @@
 /** cgroup v2: where it is mounted, checking a target directory, and naming one by id. */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve, isAbsolute } from 'node:path';
-import { cgroupMissing, noCgroup2 } from './errors.js';
+import { cgroupMissing, noCgroup2 } from '../errors.js';
 
 /** Mount points of one filesystem type, from /proc/mounts. */
 export function mountsOfType(fsType: string, mountsText = readFileSync('/proc/mounts', 'utf8')): string[] {

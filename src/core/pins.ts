@@ -1,7 +1,7 @@
 /** The pin folder's layout: one file per map and per link. */
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { requireBpffsPinDir } from './bpffs.js';
+import { requireBpffsPinDir } from '../os/bpffs.js';
 
 export const MAP_NAMES = ['sock_hash', 'sock_states', 'settings', 'allowed_ports', 'allowed_ranges', 'counters', 'events', 'services'] as const;
 export type MapName = (typeof MAP_NAMES)[number];

@@ -1,10 +1,10 @@
 /** The sockets in the sockhash, decoded and paired into connections. */
-import type { BpfMap } from './libbpf/index.js';
-import { decodeSocketKey, encodeSocketKey, peerKey, type SocketKey } from './layout.js';
-import { formatEndpoint, isMapped, parseAddress } from './address.js';
-import { DEFAULT_PIN_DIR } from './bpffs.js';
-import { diagSockets, listNetns, socketOwners, type NetnsEntry, type SocketOwner } from './sockdiag.js';
-import { withPinnedState } from './state.js';
+import type { BpfMap } from '../libbpf/index.js';
+import { decodeSocketKey, encodeSocketKey, peerKey, type SocketKey } from '../core/layout.js';
+import { formatEndpoint, isMapped, parseAddress } from '../core/address.js';
+import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
+import { diagSockets, listNetns, socketOwners, type NetnsEntry, type SocketOwner } from '../os/sockdiag.js';
+import { withPinnedState } from '../core/state.js';
 
 export interface AcceleratedSocket {
   key: SocketKey;

@@ -6,12 +6,12 @@
  */
 import { closeSync, constants, existsSync, openSync, readdirSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { BPF, fn } from './libbpf/ffi.js';
-import { attachedProgramIds } from './libbpf/query.js';
-import { linkInfo } from './libbpf/info.js';
-import { programInfoById } from './libbpf/program.js';
-import { cgroup2Mount } from './cgroup.js';
-import { mountsOfType } from './cgroup.js';
+import { BPF, fn } from '../libbpf/ffi.js';
+import { attachedProgramIds } from '../libbpf/query.js';
+import { linkInfo } from '../libbpf/info.js';
+import { programInfoById } from '../libbpf/program.js';
+import { cgroup2Mount } from '../os/cgroup.js';
+import { mountsOfType } from '../os/cgroup.js';
 
 export interface OtherInstance {
   cgroup: string;
