@@ -2,15 +2,17 @@
 /*
  * sockbypass data plane.
  *
- * sock_ops puts every established TCP socket that policy allows into
- * `sock_hash`, keyed by its own view of the connection (struct socket_key).
- * sk_msg runs on every sendmsg of those sockets, builds the key the peer
- * inserted for itself and hands the data straight to the peer's receive
- * queue. When the peer is not in the map the data takes the normal TCP path.
+ * sock_ops pairs the two ends of a TCP connection on this host during the
+ * handshake and puts both sockets into `sock_hash`, each under its own view
+ * of the connection (struct socket_key), with the other's key in its socket
+ * storage. sk_msg runs on every sendmsg of those sockets and hands the data
+ * straight to the peer's receive queue. A socket whose peer is not proven to
+ * join (another host, a process outside the cgroup, a peer the policy
+ * excludes) is never inserted: it keeps the kernel's own TCP code.
  *
- * Nothing here deletes a live entry: deleting a socket's entry while it has
- * unread redirected data loses that data. The kernel removes each socket
- * from the map itself when it closes.
+ * Nothing here deletes a socket that a peer may redirect to: deleting a
+ * socket's entry while it has unread redirected data loses that data. The
+ * kernel removes each socket from the map itself when it closes.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -25,6 +27,9 @@
 #endif
 #ifndef EEXIST
 #define EEXIST 17
+#endif
+#ifndef ENOMEM
+#define ENOMEM 12
 #endif
 
 char LICENSE[] SEC("license") = "GPL";
@@ -49,7 +54,8 @@ enum sock_mode {
 };
 
 struct sock_state {
-	__u64 netns_cookie;  /* this connection's socket_key.netns_cookie */
+	struct socket_key peer; /* the key the other end inserted: where sk_msg redirects */
+	__u64 netns_cookie;  /* this socket's socket_key.netns_cookie */
 	__u64 handshake;     /* and its socket_key.handshake */
 	__u32 mode;          /* enum sock_mode */
 	__u32 passive;       /* 1 if this socket was accepted: its local end is the service */
@@ -136,6 +142,60 @@ struct {
 	__type(value, __u32); /* moving average of messages per socket, times SERVICE_AVG_SCALE */
 } services SEC(".maps");
 
+/*
+ * Pairing. Both ends of one connection compute the same identity from the
+ * handshake: the two initial sequence numbers (+ 1, as snd_nxt/rcv_nxt read
+ * at ESTABLISHED), the client's port, and, for a loopback connection (which
+ * cannot leave its namespace), the namespace. NAT on one host (REDIRECT,
+ * DNAT) rewrites addresses and the server port but not sequence numbers, so
+ * the identity survives it; a middlebox that rewrites either ISN (a SYN
+ * proxy) or the client port (SNAT with port rewriting) makes the two ends
+ * compute different identities, and they simply do not pair.
+ *
+ * 1. A listener in a loaded cgroup answers a SYN: sock_ops runs for the
+ *    request socket (BPF_SOCK_OPS_RWND_INIT, after its ISN is chosen, for
+ *    SYN cookies too) and records {PAIR_PENDING, its own future key} under
+ *    the identity, if its policy allows.
+ * 2. The client's ACTIVE_ESTABLISHED (SYN-ACK received, before the final ACK
+ *    is sent): no entry means no local listener of this load answered, so
+ *    the socket is left alone. Otherwise it claims the entry, inserts itself
+ *    with the passive key as its peer, and publishes its own key (JOINED).
+ * 3. The server's PASSIVE_ESTABLISHED (the final ACK received, which the
+ *    client sent after step 2 finished, on whatever CPU): JOINED means its
+ *    peer is in, so it inserts itself with the active key as its peer; still
+ *    PENDING means the client never joined (outside the cgroup, another
+ *    host, its policy), so it declines and stays out. Either way the entry
+ *    is deleted. Entries of handshakes that never complete age out of the LRU.
+ */
+struct pair_id {
+	__u32 active_isn;    /* the active side's ISN + 1 */
+	__u32 passive_isn;   /* the passive side's ISN + 1 */
+	__u32 client_port;   /* host byte order */
+	__u32 pad;
+	__u64 netns_cookie;  /* loopback only; 0 otherwise */
+};
+
+enum pair_state {
+	PAIR_PENDING = 0,  /* the listener answered the SYN */
+	PAIR_CLAIMED = 1,  /* the active end is joining */
+	PAIR_JOINED = 2,   /* the active end is in the map; `active` is its key */
+	PAIR_DECLINED = 3, /* one end stays out: the other must not join */
+};
+
+struct pair_entry {
+	__u64 state;       /* enum pair_state, changed only by 64-bit atomic ops (BPF ISA v1) */
+	struct socket_key passive;
+	struct socket_key active;
+};
+
+/* Sized by user space before load, like sock_hash. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct pair_id);
+	__type(value, struct pair_entry);
+} pairs SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
@@ -175,12 +235,21 @@ static __always_inline __u64 handshake_tag(struct bpf_sock_ops *skops, bool acti
 	return active ? ((__u64)snd << 32) | rcv : ((__u64)rcv << 32) | snd;
 }
 
-/* The key's netns field: only loopback connections are namespace-local. */
-static __always_inline __u64 key_netns(struct bpf_sock_ops *skops, const struct socket_key *key)
+/* The pairing identity of a connection, from one end's key. */
+static __always_inline void pair_id_of(struct pair_id *id, const struct socket_key *key, bool active)
 {
-	if (!is_loopback(key->local_ip) || !is_loopback(key->remote_ip))
-		return 0;
-	return bpf_get_netns_cookie(skops);
+	id->active_isn = key->handshake >> 32;
+	id->passive_isn = (__u32)key->handshake;
+	id->client_port = active ? key->local_port : key->remote_port;
+	id->pad = 0;
+	id->netns_cookie = is_loopback(key->local_ip) && is_loopback(key->remote_ip) ? key->netns_cookie : 0;
+#ifdef SOCKBYPASS_TEST_NETNS_BLIND
+	/* Test-only variant: an identity of the client port alone, which the
+	 * isolation test must catch cross-wiring namespaces. */
+	id->active_isn = 0;
+	id->passive_isn = 0;
+	id->netns_cookie = 0;
+#endif
 }
 
 static __always_inline bool addr_allowed(const __u32 addr[4])
@@ -234,10 +303,6 @@ static __always_inline void emit_event(struct bpf_sock_ops *skops, const struct 
 	e->type = type;
 	e->family = family;
 	e->error = error;
-	/* sock_ops runs in softirq for most callbacks: the current task is
-	 * whoever happened to be on the CPU, so no pid is claimed here. */
-	e->pid = 0;
-	__builtin_memset(e->comm, 0, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -293,91 +358,229 @@ static __always_inline void service_learn(const struct service_key *svc, __u32 m
 	bpf_map_update_elem(&services, svc, &sample, BPF_ANY);
 }
 
-static __always_inline void on_established(struct bpf_sock_ops *skops, bool active)
-{
-	struct socket_key key = {};
-	struct counters *c = counters_get();
-	struct service_key svc;
-	struct sock_state *st;
-	struct bpf_sock *sk;
-	__u32 family;
-	long err;
+/* A BTF view of a kernel object whose address we hold as a number. */
+#define kernel_view(type, addr) ((type *)bpf_rdonly_cast((void *)(addr), bpf_core_type_id_kernel(type)))
 
-	family = socket_key_build(&key, skops, 0, 0, false);
+/* Step 1 of pairing: a listener of this load answers a SYN (see struct pair_id). */
+static __always_inline void on_syn_answered(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock_ops_kern *kctx = bpf_cast_to_kern_ctx(skops);
+	struct tcp_request_sock *treq = kernel_view(struct tcp_request_sock, kctx->sk);
+	struct pair_entry entry = {};
+	struct service_key svc;
+	struct pair_id id;
+	__u32 family;
+	__u64 tag;
+
+	/* A dual-stack listener's request for an IPv4 client says AF_INET6 but
+	 * sets only the IPv4 fields; the request's ops tell the truth. */
+	family = treq->req.req.rsk_ops->family;
 	if (family != AF_INET && family != AF_INET6)
 		return;
-	key.netns_cookie = key_netns(skops, &key);
-	key.handshake = handshake_tag(skops, active);
-#ifdef SOCKBYPASS_TEST_NETNS_BLIND
-	/* Test-only variant: a tuple-only key, as peers built it, which the
-	 * isolation test must catch. */
-	key.netns_cookie = 0;
-	key.handshake = 0;
-#endif
-
-	if (!policy_allows(&key)) {
-		if (c)
-			c->policy_skipped++;
-		emit_event(skops, &key, family, EVENT_REFUSED_POLICY, 0);
+	tag = ((__u64)(treq->rcv_isn + 1) << 32) | (__u32)(treq->snt_isn + 1);
+	socket_key_build(&entry.passive, skops, family, bpf_get_netns_cookie(skops), tag);
+	if (!policy_allows(&entry.passive))
 		return;
+	service_of(&svc, &entry.passive, true);
+	if (service_is_short(&svc))
+		return;
+	pair_id_of(&id, &entry.passive, false);
+	entry.state = PAIR_PENDING;
+	bpf_map_update_elem(&pairs, &id, &entry, BPF_ANY);
+}
+
+/* The sockhash insert of one end, counted and reported on failure. */
+static __always_inline long insert_socket(struct bpf_sock_ops *skops, struct socket_key *key, __u32 family,
+					  struct counters *c)
+{
+	__u32 type = EVENT_REFUSED_OTHER;
+	long err;
+
+	/* BPF_NOEXIST: replacing an entry would drop a live socket from the map. */
+	err = bpf_sock_hash_update(skops, &sock_hash, key, BPF_NOEXIST);
+	if (!err)
+		return 0;
+	if (err == -E2BIG)
+		type = EVENT_REFUSED_MAP_FULL;
+	else if (err == -EEXIST)
+		type = EVENT_REFUSED_EXISTS;
+	if (c) {
+		if (type == EVENT_REFUSED_MAP_FULL)
+			c->insert_map_full++;
+		else if (type == EVENT_REFUSED_EXISTS)
+			c->insert_exists++;
+		else
+			c->insert_other++;
 	}
+	emit_event(skops, key, family, type, (__s32)err);
+	return err;
+}
 
-	service_of(&svc, &key, !active);
-	if (service_is_short(&svc)) {
-		if (c)
-			c->short_skipped++;
-		emit_event(skops, &key, family, EVENT_SKIPPED_SHORT, 0);
-		/* The passive side keeps the service's average current: its close
-		 * reports the connection's TCP segments (see on_state_change). */
-		if (!active)
-			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
-		return;
-	}
+/* Socket storage for a joining end; NULL (counted) if it cannot be had. */
+static __always_inline struct sock_state *state_create(struct bpf_sock_ops *skops, const struct socket_key *key,
+						       const struct socket_key *peer, __u32 family,
+						       bool active, struct counters *c)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct sock_state *st = NULL;
 
-	sk = skops->sk;
-	if (!sk)
-		return;
-	st = bpf_sk_storage_get(&sock_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (sk)
+		st = bpf_sk_storage_get(&sock_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st) {
 		if (c)
 			c->insert_other++;
-		emit_event(skops, &key, family, EVENT_REFUSED_OTHER, -12 /* ENOMEM */);
-		return;
+		emit_event(skops, key, family, EVENT_REFUSED_OTHER, -ENOMEM);
+		return NULL;
 	}
-	st->netns_cookie = key.netns_cookie;
-	st->handshake = key.handshake;
+	st->peer = *peer;
+	st->netns_cookie = key->netns_cookie;
+	st->handshake = key->handshake;
 	st->mode = MODE_REDIRECT;
 	st->passive = !active;
 	st->messages = 0;
 	st->bytes = 0;
+	return st;
+}
 
-	/* BPF_NOEXIST: replacing an entry would drop a live socket from the map. */
-	err = bpf_sock_hash_update(skops, &sock_hash, &key, BPF_NOEXIST);
-	if (err) {
-		__u32 type = EVENT_REFUSED_OTHER;
+/* An end that joined: see its close, for the counters and the short-connection rule. */
+static __always_inline void watch_close(struct bpf_sock_ops *skops)
+{
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+}
 
-		if (err == -E2BIG)
-			type = EVENT_REFUSED_MAP_FULL;
-		else if (err == -EEXIST)
-			type = EVENT_REFUSED_EXISTS;
-		if (c) {
-			if (type == EVENT_REFUSED_MAP_FULL)
-				c->insert_map_full++;
-			else if (type == EVENT_REFUSED_EXISTS)
-				c->insert_exists++;
-			else
-				c->insert_other++;
-		}
-		emit_event(skops, &key, family, type, (__s32)err);
+/* Whether policy and the short-connection rule let this end join; counted and reported if not. */
+static __always_inline bool may_join(struct bpf_sock_ops *skops, const struct socket_key *key, __u32 family,
+				     bool active, struct counters *c)
+{
+	struct service_key svc;
+
+	if (!policy_allows(key)) {
+		if (c)
+			c->policy_skipped++;
+		emit_event(skops, key, family, EVENT_REFUSED_POLICY, 0);
+		return false;
+	}
+	service_of(&svc, key, !active);
+	if (service_is_short(&svc)) {
+		if (c)
+			c->short_skipped++;
+		emit_event(skops, key, family, EVENT_SKIPPED_SHORT, 0);
+		/* The passive side keeps the service's average current: its close
+		 * reports the connection's TCP segments (see on_state_change). */
+		if (!active)
+			watch_close(skops);
+		return false;
+	}
+	return true;
+}
+
+/* Step 2 of pairing: the client end, when the SYN-ACK arrives. */
+static __always_inline void on_active_established(struct bpf_sock_ops *skops, struct socket_key *key, __u32 family,
+						  struct counters *c)
+{
+	struct pair_entry *entry;
+	struct pair_id id;
+
+	pair_id_of(&id, key, true);
+	entry = bpf_map_lookup_elem(&pairs, &id);
+	if (!may_join(skops, key, family, true, c)) {
+		if (entry)
+			__sync_val_compare_and_swap(&entry->state, PAIR_PENDING, PAIR_DECLINED);
 		return;
 	}
-
+	if (!entry) {
+		/* Another host, a listener outside the cgroup, or one its policy
+		 * kept out: nothing here will ever redirect to this socket. */
+		if (c)
+			c->left_no_peer++;
+		return;
+	}
+	if (__sync_val_compare_and_swap(&entry->state, PAIR_PENDING, PAIR_CLAIMED) != PAIR_PENDING) {
+		/* The passive end decided first (TCP Fast Open establishes it at
+		 * the SYN) and stayed out. */
+		if (c)
+			c->left_peer_declined++;
+		emit_event(skops, key, family, EVENT_LEFT_PEER_DECLINED, 0);
+		return;
+	}
+	if (!state_create(skops, key, &entry->passive, family, true, c) || insert_socket(skops, key, family, c)) {
+		__sync_lock_test_and_set(&entry->state, PAIR_DECLINED);
+		return;
+	}
+	entry->active = *key;
+	/* Atomic exchange: the key above is visible before JOINED is. */
+	__sync_lock_test_and_set(&entry->state, PAIR_JOINED);
 	if (c)
 		c->sockets_inserted++;
-	/* Ask for state callbacks on this socket only, to see it close. */
-	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
-	emit_event(skops, &key, family,
-		   active ? EVENT_ACCELERATED_ACTIVE : EVENT_ACCELERATED_PASSIVE, 0);
+	watch_close(skops);
+	emit_event(skops, key, family, EVENT_ACCELERATED_ACTIVE, 0);
+}
+
+/* Step 3 of pairing: the server end, when the final ACK arrives. */
+static __always_inline void on_passive_established(struct bpf_sock_ops *skops, struct socket_key *key, __u32 family,
+						   struct counters *c)
+{
+	struct pair_entry *entry;
+	struct pair_id id;
+	__u64 state;
+
+	pair_id_of(&id, key, false);
+	entry = bpf_map_lookup_elem(&pairs, &id);
+	if (!entry) {
+		/* Policy or the short-connection rule kept it out at the SYN
+		 * (counted now, with the reason as it stands), or its entry aged out. */
+		if (may_join(skops, key, family, false, c) && c)
+			c->left_no_peer++;
+		return;
+	}
+	state = __sync_val_compare_and_swap(&entry->state, PAIR_PENDING, PAIR_DECLINED);
+	if (state != PAIR_JOINED) {
+		/* PENDING (now DECLINED): the client never joined: it is outside
+		 * the cgroup, or on another host. DECLINED: its policy kept it out.
+		 * CLAIMED cannot be seen here, since the client sends the final ACK
+		 * after its join; were it seen, the client's first message would
+		 * miss and go by TCP for good. */
+		if (c) {
+			if (state == PAIR_PENDING)
+				c->left_no_peer++;
+			else
+				c->left_peer_declined++;
+		}
+		bpf_map_delete_elem(&pairs, &id);
+		return;
+	}
+	if (!state_create(skops, key, &entry->active, family, false, c) || insert_socket(skops, key, family, c)) {
+		/* The client is in the map with no peer: take it out again, which
+		 * gives it back the kernel's own TCP code. Safe: nothing can have
+		 * been redirected to it, since this end never joined. */
+		bpf_map_delete_elem(&sock_hash, &entry->active);
+		if (c)
+			c->pair_unjoined++;
+		bpf_map_delete_elem(&pairs, &id);
+		return;
+	}
+	bpf_map_delete_elem(&pairs, &id);
+	if (c) {
+		c->sockets_inserted++;
+		c->pairs_joined++;
+	}
+	watch_close(skops);
+	emit_event(skops, key, family, EVENT_ACCELERATED_PASSIVE, 0);
+}
+
+static __always_inline void on_established(struct bpf_sock_ops *skops, bool active)
+{
+	struct socket_key key = {};
+	struct counters *c = counters_get();
+	__u32 family = skops->family;
+
+	if (family != AF_INET && family != AF_INET6)
+		return;
+	socket_key_build(&key, skops, family, bpf_get_netns_cookie(skops), handshake_tag(skops, active));
+	if (active)
+		on_active_established(skops, &key, family, c);
+	else
+		on_passive_established(skops, &key, family, c);
 }
 
 static __always_inline void on_state_change(struct bpf_sock_ops *skops)
@@ -387,7 +590,7 @@ static __always_inline void on_state_change(struct bpf_sock_ops *skops)
 	struct sock_state *st;
 	struct counters *c;
 	struct bpf_sock *sk;
-	__u32 family;
+	__u32 family = skops->family;
 
 	if (skops->args[1] != BPF_TCP_CLOSE)
 		return;
@@ -396,8 +599,7 @@ static __always_inline void on_state_change(struct bpf_sock_ops *skops)
 	if (!st) {
 		/* A passive socket the short-connection rule left on TCP: its data
 		 * segments both ways, halved, are its share of the messages. */
-		family = socket_key_build(&key, skops, 0, 0, false);
-		key.netns_cookie = key_netns(skops, &key);
+		socket_key_build(&key, skops, family, bpf_get_netns_cookie(skops), 0);
 		service_of(&svc, &key, true);
 		service_learn(&svc, (skops->data_segs_in + skops->data_segs_out) / 2);
 		return;
@@ -405,7 +607,7 @@ static __always_inline void on_state_change(struct bpf_sock_ops *skops)
 	c = counters_get();
 	if (c)
 		c->sockets_closed++;
-	family = socket_key_build(&key, skops, st->netns_cookie, st->handshake, false);
+	socket_key_build(&key, skops, family, st->netns_cookie, st->handshake);
 	service_of(&svc, &key, st->passive);
 	service_learn(&svc, st->messages > SERVICE_SAMPLE_MAX ? SERVICE_SAMPLE_MAX : (__u32)st->messages);
 	emit_event(skops, &key, family, EVENT_CLOSED, 0);
@@ -415,6 +617,12 @@ SEC("sockops")
 int sockbypass_sockops(struct bpf_sock_ops *skops)
 {
 	switch (skops->op) {
+	case BPF_SOCK_OPS_RWND_INIT:
+		/* Also called for an active socket's SYN: only a request socket
+		 * (not a full one) is a listener answering. */
+		if (!skops->is_fullsock)
+			on_syn_answered(skops);
+		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		on_established(skops, true);
 		break;
@@ -428,8 +636,6 @@ int sockbypass_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
-/* A BTF view of a kernel object whose address we hold as a number. */
-#define kernel_view(type, addr) ((type *)bpf_rdonly_cast((void *)(addr), bpf_core_type_id_kernel(type)))
 
 static __always_inline struct sk_psock *psock_of(struct sock *sk)
 {
@@ -519,7 +725,6 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 {
 	struct sk_msg *kmsg = bpf_cast_to_kern_ctx(msg);
 	struct counters *c = counters_get();
-	struct socket_key peer = {};
 	struct sock_state *st;
 	struct settings *cfg;
 	struct sock *target;
@@ -549,11 +754,11 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 		return SK_PASS;
 	}
 
-	socket_key_build(&peer, msg, st->netns_cookie, st->handshake, true);
-	verdict = bpf_msg_redirect_hash(msg, &sock_hash, &peer, BPF_F_INGRESS);
+	verdict = bpf_msg_redirect_hash(msg, &sock_hash, &st->peer, BPF_F_INGRESS);
 	if (verdict != SK_PASS) {
-		/* The peer is not in the map (yet): this socket's bytes go by TCP from
-		 * now on, since the peer may read them after later redirected ones. */
+		/* The peer is not in the map (yet: early data before its end joined,
+		 * or it could not join): this socket's bytes go by TCP from now on,
+		 * since the peer may read them after later redirected ones. */
 		st->mode = MODE_TCP_STICKY;
 		if (c)
 			c->sticky_tcp++;

@@ -12,32 +12,32 @@
 
 /* Bumped whenever a map's key/value layout changes: a pinned load with another
  * layout version cannot be adopted or replaced in place. */
-#define SOCKBYPASS_LAYOUT_VERSION 6
+#define SOCKBYPASS_LAYOUT_VERSION 7
 
 /*
- * The sockhash key of one socket, seen from that socket.
+ * The sockhash key of one socket, as that socket sees its connection.
  * Addresses are always 16 bytes: IPv4 is stored as the IPv4-mapped IPv6
  * address ::ffff:a.b.c.d, so an AF_INET client and the AF_INET6 socket a
- * dual-stack server accepted for it build matching keys.
+ * dual-stack server accepted for it build keys of one form.
  *
- * Two fields keep identical tuples apart:
- * - `netns_cookie`: for a loopback connection (127.0.0.0/8, ::1), which can
- *   only live inside one namespace, that namespace's cookie. Any other
- *   connection may join two namespaces (a veth pair) whose ends see different
- *   cookies, so there it is 0.
- * - `handshake`: a tag both ends derive from the handshake at ESTABLISHED, the
- *   active side's ISN + 1 and the passive side's ISN + 1. It tells apart two
- *   connections that reuse one tuple (Linux reuses a loopback 4-tuple while
- *   the old socket, reset or in TIME_WAIT reuse, is still open and still in
- *   the map), and across namespaces two unrelated connections with one tuple
- *   would need the same two random ISNs to meet.
+ * The two ends of a connection find each other through the handshake, not
+ * through their tuples (which NAT may make unrelated): each end stores the
+ * other's key in its socket storage when the pair is proven (see
+ * sockbypass.bpf.c, "Pairing"). So the key only has to be unique per socket:
+ * - `netns_cookie`: the namespace this socket lives in (never 0), which
+ *   keeps identical tuples in two namespaces apart;
+ * - `handshake`: the active side's ISN + 1 and the passive side's ISN + 1,
+ *   the same on both ends. It tells apart two connections that reuse one
+ *   tuple (Linux reuses a loopback 4-tuple while the old socket, reset or in
+ *   TIME_WAIT reuse, is still open and still in the map), and it is how user
+ *   space finds the two ends of one connection.
  */
 struct socket_key {
 	__u32 local_ip[4];   /* network byte order */
 	__u32 remote_ip[4];  /* network byte order */
 	__u32 local_port;    /* host byte order */
 	__u32 remote_port;   /* host byte order */
-	__u64 netns_cookie;  /* loopback: the namespace's cookie; otherwise 0 */
+	__u64 netns_cookie;  /* this socket's network namespace */
 	__u64 handshake;     /* (active ISN + 1) << 32 | (passive ISN + 1) */
 };
 
@@ -95,6 +95,10 @@ struct counters {
 	__u64 flow_to_tcp;       /* sockets switched to TCP for good: their receiver fell behind */
 	__u64 sticky_tcp;        /* sockets that missed their peer and stay on TCP */
 	__u64 short_skipped;     /* sockets left on TCP: their service's connections are short */
+	__u64 pairs_joined;      /* connections whose two ends both joined the sockhash */
+	__u64 left_no_peer;      /* sockets left on TCP: the peer is no socket of this load on this host */
+	__u64 left_peer_declined; /* sockets left on TCP: the peer's end did not join (its policy, its map) */
+	__u64 pair_unjoined;     /* active ends taken out again: their passive end could not join */
 };
 
 enum event_type {
@@ -106,6 +110,7 @@ enum event_type {
 	EVENT_REFUSED_OTHER = 6,
 	EVENT_CLOSED = 7,
 	EVENT_SKIPPED_SHORT = 8,
+	EVENT_LEFT_PEER_DECLINED = 9,
 };
 
 /* One ring-buffer record. The key carries addresses, ports and netns. */
@@ -116,8 +121,6 @@ struct sock_event {
 	__u32 type;          /* enum event_type */
 	__u32 family;        /* AF_INET or AF_INET6, as the socket was created */
 	__s32 error;         /* the insert's errno for EVENT_REFUSED_* (negative), else 0 */
-	__u32 pid;           /* tgid of the current task; 0 where the hook runs in softirq */
-	char comm[16];
 };
 
 #ifdef __BPF__
@@ -145,35 +148,6 @@ static __always_inline void socket_addr_from(__u32 out[4], __u32 family, __u32 i
 	}
 }
 
-/*
- * The one key builder, used by both programs: `ctx` is a struct bpf_sock_ops *
- * or a struct sk_msg_md *, which name their address fields alike. With
- * `peer` set it builds the key the other end of the connection inserted for
- * itself (local and remote swapped), which is what sk_msg redirects to.
- * Both contexts keep local_port in host order and remote_port in network
- * order in the upper 16 bits, hence the bpf_ntohl.
- */
-#define socket_key_build(key, ctx, netns, tag, peer)                                          \
-	({                                                                                \
-		__u32 __fam = SOCKBYPASS_CTX_READ(ctx, family);                           \
-		__u32 __l[4], __r[4];                                                     \
-		socket_addr_from(__l, __fam, SOCKBYPASS_CTX_READ(ctx, local_ip4),         \
-				 SOCKBYPASS_CTX_READ(ctx, local_ip6[0]),                  \
-				 SOCKBYPASS_CTX_READ(ctx, local_ip6[1]),                  \
-				 SOCKBYPASS_CTX_READ(ctx, local_ip6[2]),                  \
-				 SOCKBYPASS_CTX_READ(ctx, local_ip6[3]));                 \
-		socket_addr_from(__r, __fam, SOCKBYPASS_CTX_READ(ctx, remote_ip4),        \
-				 SOCKBYPASS_CTX_READ(ctx, remote_ip6[0]),                 \
-				 SOCKBYPASS_CTX_READ(ctx, remote_ip6[1]),                 \
-				 SOCKBYPASS_CTX_READ(ctx, remote_ip6[2]),                 \
-				 SOCKBYPASS_CTX_READ(ctx, remote_ip6[3]));                \
-		__u32 __lp = SOCKBYPASS_CTX_READ(ctx, local_port);                        \
-		__u32 __rp = bpf_ntohl(SOCKBYPASS_CTX_READ(ctx, remote_port));            \
-		socket_key_fill(key, (peer) ? __r : __l, (peer) ? __l : __r,              \
-				(peer) ? __rp : __lp, (peer) ? __lp : __rp, netns, tag);  \
-		__fam;                                                                    \
-	})
-
 static __always_inline void socket_key_fill(struct socket_key *key, const __u32 local[4],
 					    const __u32 remote[4], __u32 local_port,
 					    __u32 remote_port, __u64 netns, __u64 tag)
@@ -191,6 +165,31 @@ static __always_inline void socket_key_fill(struct socket_key *key, const __u32 
 	key->netns_cookie = netns;
 	key->handshake = tag;
 }
+
+/*
+ * The one key builder: `ctx` is a struct bpf_sock_ops * (a full socket, or
+ * the request socket of a listener answering a SYN) or a struct sk_msg_md *,
+ * which name their address fields alike. `family` is passed in because a
+ * request socket of a dual-stack listener says AF_INET6 while only its IPv4
+ * fields are set. Both contexts keep local_port in host order and
+ * remote_port in network order in the upper 16 bits, hence the bpf_ntohl.
+ */
+#define socket_key_build(key, ctx, family, netns, tag)                                        \
+	({                                                                                \
+		__u32 __l[4], __r[4];                                                     \
+		socket_addr_from(__l, family, SOCKBYPASS_CTX_READ(ctx, local_ip4),        \
+				 SOCKBYPASS_CTX_READ(ctx, local_ip6[0]),                  \
+				 SOCKBYPASS_CTX_READ(ctx, local_ip6[1]),                  \
+				 SOCKBYPASS_CTX_READ(ctx, local_ip6[2]),                  \
+				 SOCKBYPASS_CTX_READ(ctx, local_ip6[3]));                 \
+		socket_addr_from(__r, family, SOCKBYPASS_CTX_READ(ctx, remote_ip4),       \
+				 SOCKBYPASS_CTX_READ(ctx, remote_ip6[0]),                 \
+				 SOCKBYPASS_CTX_READ(ctx, remote_ip6[1]),                 \
+				 SOCKBYPASS_CTX_READ(ctx, remote_ip6[2]),                 \
+				 SOCKBYPASS_CTX_READ(ctx, remote_ip6[3]));                \
+		socket_key_fill(key, __l, __r, SOCKBYPASS_CTX_READ(ctx, local_port),      \
+				bpf_ntohl(SOCKBYPASS_CTX_READ(ctx, remote_port)), netns, tag);    \
+	})
 #endif /* __BPF__ */
 
 #endif /* SOCKBYPASS_H */

@@ -18,7 +18,7 @@ export { startAgent, createMetrics, DEFAULT_METRICS_ADDR, type RunOptions, type 
 export {
   decodeSocketKey,
   encodeSocketKey,
-  peerKey,
+  samePair,
   decodeSockEvent,
   sumCounters,
   type SocketKey,

@@ -11,7 +11,7 @@ import {
   encodeSocketKey,
   EVENT_TYPES,
   LAYOUT_VERSION,
-  peerKey,
+  samePair,
   settingsCodec,
   sockEventCodec,
   socketKeyCodec,
@@ -61,7 +61,8 @@ test('a socket key round-trips and maps IPv4 into ::ffff:0:0/96', () => {
   assert.equal(raw.subarray(0, 16).toString('hex'), '00000000000000000000ffff7f000001');
   assert.equal(raw.readUInt32LE(32), 40000, 'ports are host order');
   assert.deepEqual(decodeSocketKey(raw), key);
-  assert.deepEqual(peerKey(peerKey(key)), key);
+  assert.ok(samePair(key, { ...key, localAddress: key.remoteAddress, remoteAddress: '198.18.0.9', localPort: key.remotePort, remotePort: key.localPort }), 'a NATed peer view with the same tag and client port');
+  assert.ok(!samePair(key, { ...key, handshake: key.handshake + 1n, localPort: key.remotePort, remotePort: key.localPort }), 'another handshake tag');
   const v6 = { ...key, localAddress: '::1', remoteAddress: 'fd00::1:2' };
   assert.deepEqual(decodeSocketKey(encodeSocketKey(v6)), v6);
 });

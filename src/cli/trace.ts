@@ -1,7 +1,6 @@
 import { formatEndpoint, parseAddress } from '../core/address.js';
 import { eventDate, EventResolver, watchEvents, type EventContext } from '../observe/events.js';
 import type { SockEvent } from '../core/layout.js';
-import { scopeIsNetns } from '../observe/connections.js';
 import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
 import { pinState } from '../core/pins.js';
 import { COMMON, str, toJson, type Command } from './command.js';
@@ -11,16 +10,14 @@ function endpoint(address: string, port: number): string {
   return formatEndpoint(parseAddress(address), port);
 }
 
-function netnsText(scope: bigint, ctx: EventContext): string {
+function netnsText(cookie: bigint, ctx: EventContext): string {
   const name = ctx.netnsName ?? (ctx.currentNetns ? 'current' : undefined);
-  const cookie = ctx.netnsCookie ?? (scopeIsNetns(scope) ? scope : undefined);
-  if (cookie === undefined) return `scope 0x${scope.toString(16)}`;
   return name ? `netns ${cookie} (${name})` : `netns ${cookie}`;
 }
 
 /** One human-readable line for an event. */
 export function formatEventLine(event: SockEvent, ctx: EventContext = {}, date = eventDate(event)): string {
-  const owner = ctx.processes?.[0] ?? (event.pid ? { pid: event.pid, command: event.comm } : undefined);
+  const owner = ctx.processes?.[0];
   const who = owner ? `${owner.command}/${owner.pid}` : '-';
   const parts = [
     timeOfDay(date),
@@ -49,14 +46,14 @@ export function eventJson(event: SockEvent, ctx: EventContext = {}, date = event
     localPort: event.key.localPort,
     remoteAddress: event.key.remoteAddress,
     remotePort: event.key.remotePort,
-    scope: event.key.netnsCookie,
-    netnsCookie: ctx.netnsCookie ?? (scopeIsNetns(event.key.netnsCookie) ? event.key.netnsCookie : null),
+    netnsCookie: event.key.netnsCookie,
+    handshake: event.key.handshake,
     netns: ctx.netnsName ?? null,
     currentNetns: ctx.currentNetns ?? null,
     socketCookie: event.socketCookie,
     error: event.error,
-    pid: owner?.pid ?? (event.pid || null),
-    command: owner?.command ?? (event.comm || null),
+    pid: owner?.pid ?? null,
+    command: owner?.command ?? null,
     processes: ctx.processes ?? [],
   };
 }

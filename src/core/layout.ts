@@ -7,7 +7,7 @@ import { StructCodec } from './codec.js';
 import { formatAddress, parseAddress } from './address.js';
 
 /** Must equal SOCKBYPASS_LAYOUT_VERSION in bpf/sockbypass.h (checked by test). */
-export const LAYOUT_VERSION = 6;
+export const LAYOUT_VERSION = 7;
 
 interface RawSocketKey {
   localIp: Buffer;
@@ -34,9 +34,9 @@ export interface SocketKey {
   remoteAddress: string;
   localPort: number;
   remotePort: number;
-  /** Loopback connections: the namespace's cookie; others: 0. */
+  /** The cookie of the network namespace this socket lives in (never 0). */
   netnsCookie: bigint;
-  /** (active side's ISN + 1) << 32 | (passive side's ISN + 1): one connection, whatever its tuple. */
+  /** (active side's ISN + 1) << 32 | (passive side's ISN + 1): the same on both ends, whatever NAT did to the tuples. */
   handshake: bigint;
 }
 
@@ -66,16 +66,14 @@ export function encodeSocketKey(key: SocketKey): Buffer {
   });
 }
 
-/** The key the other end of the same connection inserts for itself. */
-export function peerKey(key: SocketKey): SocketKey {
-  return {
-    localAddress: key.remoteAddress,
-    remoteAddress: key.localAddress,
-    localPort: key.remotePort,
-    remotePort: key.localPort,
-    netnsCookie: key.netnsCookie,
-    handshake: key.handshake,
-  };
+/**
+ * Whether two keys are the two ends of one connection: the same handshake
+ * tag, and the client port the same on both (the active end's local port is
+ * the passive end's remote port; NAT on one host keeps it, see pair_id in
+ * bpf/sockbypass.bpf.c). The tuples may differ otherwise (REDIRECT, DNAT).
+ */
+export function samePair(a: SocketKey, b: SocketKey): boolean {
+  return a.handshake === b.handshake && (a.localPort === b.remotePort || a.remotePort === b.localPort);
 }
 
 export const SETTINGS_FLAGS = { portFilter: 1 << 0, addressFilter: 1 << 1, noFlowControl: 1 << 2 } as const;
@@ -134,6 +132,14 @@ export interface Counters {
   stickyTcp: number;
   /** Sockets left on TCP because their service's recent connections were short. */
   shortSkipped: number;
+  /** Connections whose two ends both joined the sockhash. */
+  pairsJoined: number;
+  /** Sockets left on TCP: the peer is no socket of this load on this host (other hosts, outside the cgroup). */
+  leftNoPeer: number;
+  /** Sockets left on TCP: the peer's end did not join (its policy, TCP Fast Open order). */
+  leftPeerDeclined: number;
+  /** Active ends taken out of the map again because their passive end could not join. */
+  pairUnjoined: number;
 }
 
 const COUNTER_FIELDS: ReadonlyArray<[keyof Counters, string]> = [
@@ -153,6 +159,10 @@ const COUNTER_FIELDS: ReadonlyArray<[keyof Counters, string]> = [
   ['flowToTcp', 'flow_to_tcp'],
   ['stickyTcp', 'sticky_tcp'],
   ['shortSkipped', 'short_skipped'],
+  ['pairsJoined', 'pairs_joined'],
+  ['leftNoPeer', 'left_no_peer'],
+  ['leftPeerDeclined', 'left_peer_declined'],
+  ['pairUnjoined', 'pair_unjoined'],
 ];
 
 type RawCounters = Record<keyof Counters, bigint>;
@@ -186,6 +196,7 @@ export const EVENT_TYPES = {
   refused_other: 6,
   closed: 7,
   skipped_short: 8,
+  left_peer_declined: 9,
 } as const;
 export type EventType = keyof typeof EVENT_TYPES;
 const EVENT_NAMES = new Map<number, EventType>(
@@ -199,8 +210,6 @@ interface RawSockEvent {
   type: number;
   family: number;
   error: number;
-  pid: number;
-  comm: string;
 }
 
 export const sockEventCodec = new StructCodec<RawSockEvent>('sock_event', [
@@ -210,8 +219,6 @@ export const sockEventCodec = new StructCodec<RawSockEvent>('sock_event', [
   { name: 'type', c: 'type', type: 'u32' },
   { name: 'family', c: 'family', type: 'u32' },
   { name: 'error', c: 'error', type: 's32' },
-  { name: 'pid', c: 'pid', type: 'u32' },
-  { name: 'comm', c: 'comm', type: { chars: 16 } },
 ]);
 
 export interface SockEvent {
@@ -223,8 +230,6 @@ export interface SockEvent {
   key: SocketKey;
   /** Negative errno of a refused insert, else 0. */
   error: number;
-  pid: number;
-  comm: string;
 }
 
 export function decodeSockEvent(buf: Buffer, offset = 0): SockEvent {
@@ -236,7 +241,5 @@ export function decodeSockEvent(buf: Buffer, offset = 0): SockEvent {
     socketCookie: raw.socketCookie,
     key: keyFromRaw(raw.key),
     error: raw.error,
-    pid: raw.pid,
-    comm: raw.comm,
   };
 }

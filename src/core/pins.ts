@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireBpffsPinDir } from '../os/bpffs.js';
 
-export const MAP_NAMES = ['sock_hash', 'sock_states', 'settings', 'allowed_ports', 'allowed_ranges', 'counters', 'events', 'services'] as const;
+export const MAP_NAMES = ['sock_hash', 'sock_states', 'settings', 'allowed_ports', 'allowed_ranges', 'counters', 'events', 'services', 'pairs'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
 export const LINK_NAMES = ['link_sockops', 'link_sk_msg'] as const;

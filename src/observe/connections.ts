@@ -1,6 +1,6 @@
 /** The sockets in the sockhash, decoded and paired into connections. */
 import type { BpfMap } from '../libbpf/index.js';
-import { decodeSocketKey, encodeSocketKey, peerKey, type SocketKey } from '../core/layout.js';
+import { decodeSocketKey, samePair, type SocketKey } from '../core/layout.js';
 import { formatEndpoint, isMapped, parseAddress } from '../core/address.js';
 import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
 import { diagSockets, listNetns, socketOwners, type NetnsEntry, type SocketOwner } from '../os/sockdiag.js';
@@ -13,7 +13,7 @@ export interface AcceleratedSocket {
 }
 
 export interface SocketPair {
-  /** The two ends of one connection; `b` is absent when the peer is not in the map (e.g. a remote peer). */
+  /** The two ends of one connection; `b` is absent while the peer has not joined yet (or could not). */
   a: AcceleratedSocket;
   b?: AcceleratedSocket;
 }
@@ -28,22 +28,21 @@ export function listSockets(sockHash: BpfMap): AcceleratedSocket[] {
   return out;
 }
 
-function keyId(key: SocketKey): string {
-  return encodeSocketKey(key).toString('hex');
-}
-
+/**
+ * The two ends of a connection carry the same handshake tag in their keys
+ * (their tuples may differ: NAT), so sockets are grouped by it.
+ */
 export function pairSockets(sockets: readonly AcceleratedSocket[]): SocketPair[] {
-  const byKey = new Map(sockets.map((s) => [keyId(s.key), s]));
-  const seen = new Set<string>();
+  const byTag = new Map<bigint, AcceleratedSocket[]>();
+  for (const s of sockets) byTag.set(s.key.handshake, [...(byTag.get(s.key.handshake) ?? []), s]);
   const pairs: SocketPair[] = [];
-  for (const s of sockets) {
-    const id = keyId(s.key);
-    if (seen.has(id)) continue;
-    seen.add(id);
-    const peerId = keyId(peerKey(s.key));
-    const peer = byKey.get(peerId);
-    if (peer) seen.add(peerId);
-    pairs.push(peer ? { a: s, b: peer } : { a: s });
+  for (const group of byTag.values()) {
+    const left = [...group];
+    while (left.length > 0) {
+      const a = left.shift() as AcceleratedSocket;
+      const i = left.findIndex((b) => samePair(a.key, b.key));
+      pairs.push(i >= 0 ? { a, b: left.splice(i, 1)[0] as AcceleratedSocket } : { a });
+    }
   }
   return pairs;
 }
@@ -70,8 +69,8 @@ export interface SocketDetails extends AcceleratedSocket {
   uid?: number;
   /** Processes holding the socket open (usually one). */
   processes: SocketOwner[];
-  /** The network namespace sock_diag found the socket in. */
-  netns?: NetnsRef;
+  /** The network namespace the socket lives in: its cookie from the key, named where it could be found. */
+  netns: NetnsRef;
 }
 
 export interface NetnsRef {
@@ -84,27 +83,16 @@ export interface NetnsRef {
   inode?: bigint;
 }
 
-/**
- * The key's `netns_cookie` field is a network-namespace cookie for loopback
- * connections; a data plane may instead store a tag both ends derive from
- * the handshake (bit 63 set, SOCKET_SCOPE_HANDSHAKE in bpf/sockbypass.h) for
- * connections that can cross namespaces. Namespace cookies never have bit 63
- * set (they count up from 1).
- */
-export const SCOPE_HANDSHAKE = 1n << 63n;
-export function scopeIsNetns(scope: bigint): boolean {
-  return (scope & SCOPE_HANDSHAKE) === 0n;
-}
-
-/** One accelerated connection: its two ends (`b` absent when the peer is not in the map). */
+/** One accelerated connection: its two ends (`b` absent while the peer has not joined). */
 export interface ConnectionDetails {
-  /** The key's netns_cookie field as stored (a namespace cookie, or a handshake tag). */
-  scope: bigint;
-  /**
-   * The namespace the connection lives in: the key's when it is a namespace
-   * cookie, else where sock_diag found its ends (when both agree).
-   */
+  /** The handshake tag both ends' keys carry: (active ISN + 1) << 32 | (passive ISN + 1). */
+  handshake: bigint;
+  /** The namespace of both ends when they share one; absent for a connection between two namespaces. */
   netns?: NetnsRef;
+  /** The ends live in two namespaces (a veth between them). */
+  crossNamespace: boolean;
+  /** The ends see different tuples: NAT (REDIRECT, DNAT) between them. */
+  natted: boolean;
   a: SocketDetails;
   b?: SocketDetails;
 }
@@ -139,10 +127,15 @@ export function describeSockets(sockets: readonly AcceleratedSocket[]): Connecti
   const wantedInodes = new Set(sockets.map((s) => diag.get(s.cookie)?.inode ?? 0).filter((i) => i > 0));
   const owners = socketOwners(wantedInodes);
 
+  const netnsOf = (cookie: bigint): NetnsRef => {
+    const ns = namespaces.find((n) => n.cookie === cookie);
+    return ns ? netnsRef(ns) : { cookie };
+  };
   const details = (s: AcceleratedSocket): SocketDetails => {
     const d = diag.get(s.cookie);
     const out: SocketDetails = {
       ...s,
+      netns: netnsOf(s.key.netnsCookie),
       local: endpointOf(s.key.localAddress, s.key.localPort),
       remote: endpointOf(s.key.remoteAddress, s.key.remotePort),
       family: d?.family ?? 'unknown',
@@ -150,7 +143,6 @@ export function describeSockets(sockets: readonly AcceleratedSocket[]): Connecti
       processes: d && d.inode > 0 ? (owners.get(d.inode) ?? []) : [],
     };
     if (d) {
-      out.netns = netnsRef(d.netns);
       out.state = d.state;
       out.inode = d.inode;
       out.uid = d.uid;
@@ -158,26 +150,17 @@ export function describeSockets(sockets: readonly AcceleratedSocket[]): Connecti
     }
     return out;
   };
-  const connectionNetns = (scope: bigint, a: SocketDetails, b?: SocketDetails): NetnsRef | undefined => {
-    if (scopeIsNetns(scope)) {
-      const ns = namespaces.find((n) => n.cookie === scope);
-      return ns ? netnsRef(ns) : { cookie: scope };
-    }
-    if (a.netns && (!b || b.netns?.cookie === a.netns.cookie)) return a.netns;
-    return undefined;
-  };
-
   const pairs = pairSockets(sockets).map((p): ConnectionDetails => {
     let a = details(p.a);
     let b = p.b ? details(p.b) : undefined;
     if (b && a.role === 'server' && b.role !== 'server') [a, b] = [b, a]; // client first
-    const scope = p.a.key.netnsCookie;
-    const netns = connectionNetns(scope, a, b);
-    return { scope, ...(netns ? { netns } : {}), a, ...(b ? { b } : {}) };
+    const crossNamespace = b !== undefined && b.netns.cookie !== a.netns.cookie;
+    const natted = b !== undefined && (a.local !== b.remote || a.remote !== b.local);
+    return { handshake: p.a.key.handshake, ...(crossNamespace ? {} : { netns: a.netns }), crossNamespace, natted, a, ...(b ? { b } : {}) };
   });
   return pairs.sort(
     (x, y) =>
-      (x.scope < y.scope ? -1 : x.scope > y.scope ? 1 : 0) ||
+      (x.a.netns.cookie < y.a.netns.cookie ? -1 : x.a.netns.cookie > y.a.netns.cookie ? 1 : 0) ||
       x.a.key.localPort - y.a.key.localPort ||
       x.a.key.remotePort - y.a.key.remotePort,
   );

@@ -13,7 +13,6 @@ import { RingBuffer } from '../libbpf/index.js';
 import { PinnedState } from '../core/state.js';
 import { readCounters } from '../core/status.js';
 import { diagSockets, listNetns, socketOwners, type NetnsEntry, type SocketOwner } from '../os/sockdiag.js';
-import { scopeIsNetns } from './connections.js';
 
 export interface WatchEventsOptions {
   /** Milliseconds between drains of the ring buffer (default 50). */
@@ -170,7 +169,6 @@ export class EventResolver {
   }
 
   private byCookie(cookie: bigint): NetnsEntry | undefined {
-    if (!scopeIsNetns(cookie)) return undefined;
     let ns = this.namespaces.find((n) => n.cookie === cookie);
     if (!ns && this.refreshNamespaces()) ns = this.namespaces.find((n) => n.cookie === cookie);
     return ns;
@@ -198,7 +196,7 @@ export class EventResolver {
 
   private find(event: SockEvent, keyNs: NetnsEntry | undefined): Found | undefined {
     if (keyNs) return this.scan(keyNs, event.socketCookie);
-    // A handshake-tag scope: the socket may be in any namespace.
+    // Its namespace is not known (yet) by cookie: the socket may be in any namespace.
     if (this.namespaces.length === 0) this.refreshNamespaces();
     for (const ns of this.namespaces) {
       const hit = this.scan(ns, event.socketCookie);
@@ -222,7 +220,7 @@ export class EventResolver {
       out.netnsCookie = ns.cookie;
       out.currentNetns = ns.current;
       if (ns.name) out.netnsName = ns.name;
-    } else if (scopeIsNetns(event.key.netnsCookie)) {
+    } else {
       out.netnsCookie = event.key.netnsCookie;
     }
     if (found) out.processes = found.owners;

@@ -14,7 +14,8 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
 import { usage, SockbypassError, EXIT } from '../errors.js';
 import { watchEvents, type EventWatch } from './events.js';
-import { peerKey, decodeSocketKey, encodeSocketKey, type Counters, type SockEvent } from '../core/layout.js';
+import { type Counters, type SockEvent } from '../core/layout.js';
+import { listSockets, pairSockets } from './connections.js';
 import { load, type LoadOptions, type LoadResult } from '../core/load.js';
 import { pinState } from '../core/pins.js';
 import { PinnedState } from '../core/state.js';
@@ -73,18 +74,13 @@ interface Snapshot {
 
 /** Read everything a scrape reports, from the pinned maps. */
 export function snapshot(state: PinnedState): Snapshot {
-  const keys = new Set<string>();
-  for (const k of state.maps.sock_hash.keys()) keys.add(k.toString('hex'));
-  let pairedEnds = 0;
-  for (const hex of keys) {
-    if (keys.has(encodeSocketKey(peerKey(decodeSocketKey(Buffer.from(hex, 'hex')))).toString('hex'))) pairedEnds++;
-  }
+  const sockets = listSockets(state.maps.sock_hash);
   return {
     loaded: pinState(state.pinDir) === 'complete',
     counters: readCounters(state),
-    mapEntries: keys.size,
+    mapEntries: sockets.length,
     mapCapacity: state.maps.sock_hash.info.maxEntries,
-    connections: pairedEnds / 2,
+    connections: pairSockets(sockets).filter((p) => p.b).length,
   };
 }
 
