@@ -76,3 +76,12 @@ test('per-CPU counters are summed over CPUs', () => {
   b.writeBigUInt64LE(234n, bytes.offset);
   assert.equal(sumCounters([a, b]).bytesRedirected, 1234);
 });
+
+test("the README's key table states struct socket_key as BTF lays it out", () => {
+  const readme = readFileSync(join(PACKAGE_ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### The key'), readme.indexOf('### Byte order'));
+  const c = btf.struct('socket_key');
+  assert.match(section, new RegExp(`\`struct socket_key\` \\(\`bpf/sockbypass.h\`\\), ${c.size} bytes`), 'the size in the text');
+  const rows = [...section.matchAll(/^\| (\d+) \| `(\w+)(?:\[\d+\])?` \|/gm)].map((m) => ({ offset: Number(m[1]), name: m[2] }));
+  assert.deepEqual(rows, c.members.map((m) => ({ offset: m.offset, name: m.name })), 'one row per member, at its offset');
+});
