@@ -13,7 +13,7 @@ import { bpftoolCgroupAttachments, bpftoolPrograms } from './support/witness.js'
 import { PACKAGE_ROOT } from '../src/core/paths.js';
 import { EXIT } from '../src/errors.js';
 import { cgroup2Mount } from '../src/os/cgroup.js';
-import { load } from '../src/core/load.js';
+import { DEFAULT_MAX_ENTRIES, load } from '../src/core/load.js';
 import { withPinnedState } from '../src/core/state.js';
 import { settingsCodec } from '../src/core/layout.js';
 import { checkPrivileges } from '../src/os/preflight.js';
@@ -153,7 +153,7 @@ test('status --json and the library agree on a fresh load', async (t) => {
     assert.equal(s.cgroup, sb.cgroup);
     assert.equal(s.programs.sockOps.id, loaded.programIds.sockOps);
     assert.deepEqual(s.policy, { ports: [5001, 6379], ranges: null, queueLimit: 134217728, smallWrite: 0, smallBacklog: 65536, shortMessages: 2 });
-    assert.equal(s.map.maxEntries, 65536);
+    assert.equal(s.map.maxEntries, DEFAULT_MAX_ENTRIES);
     const text = execFileSync(process.execPath, [CLI, 'status', '--pin-dir', sb.pinDir]).toString();
     assert.match(text, /policy\s+ports 5001,6379; addresses all; queue limit the receiver's SO_RCVBUF if set, else 134217728 bytes/);
     const un = await cli(sb, ['unload', '--pin-dir', sb.pinDir]);

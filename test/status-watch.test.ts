@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { requirePrivileged } from './support/privileged.js';
 import { waitFor, withSandbox } from './support/sandbox.js';
 import { connectClients, startServer } from './support/traffic.js';
-import { load } from '../src/core/load.js';
+import { DEFAULT_MAX_ENTRIES, load } from '../src/core/load.js';
 import { unload } from '../src/core/unload.js';
 import type { Counters } from '../src/core/layout.js';
 
@@ -45,7 +45,7 @@ test('status --watch --json: counters and rates follow traffic; SIGINT exits 0',
     await waitFor(() => parse(watch.stdout()).some((l) => l.counters?.bytesRedirected === 20_000), 5000);
     const lines = parse(watch.stdout());
     assert.ok(lines.some((l) => (l.rates?.bytesRedirected ?? 0) > 0), 'a positive byte rate while traffic ran');
-    assert.ok(lines.every((l) => l.loaded && l.map?.maxEntries === 65536));
+    assert.ok(lines.every((l) => l.loaded && l.map?.maxEntries === DEFAULT_MAX_ENTRIES));
 
     watch.child.kill('SIGINT');
     const exit = await watch.done;

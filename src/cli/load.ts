@@ -30,7 +30,7 @@ export const loadCommand: Command = {
   --small-backlog B   ...once over B bytes (default 65536) wait at its receiver
   --short-messages N  new connections to a service (server address and port) whose recent
                     sockets sent under N messages each on average stay on TCP (default 2; 0: off)
-  --max-entries N   sockhash capacity in sockets (default ${DEFAULT_MAX_ENTRIES})
+  --max-entries N   sockhash capacity in sockets, two per connection (default ${DEFAULT_MAX_ENTRIES})
   --replace         swap new programs into a running load, keeping its maps and connections`,
   options: { ...COMMON, ...LOAD_OPTIONS, replace: { type: 'boolean' } },
   run(values, _pos, out) {

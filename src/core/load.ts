@@ -35,7 +35,16 @@ import { checkKernel, checkPrivileges } from '../os/preflight.js';
 import { DEFAULT_OBJECT } from './paths.js';
 import { PinnedState } from './state.js';
 
-export const DEFAULT_MAX_ENTRIES = 65536;
+export const DEFAULT_MAX_ENTRIES = 131072;
+
+/**
+ * Pending pairs live from a listener's SYN-ACK to the final ACK (microseconds
+ * on one host); the LRU only has to outlast a burst of handshakes, including
+ * SYNs from other hosts that never pair.
+ */
+export function pendingPairsFor(maxEntries: number): number {
+  return Math.max(4096, Math.ceil(maxEntries / 8));
+}
 
 export interface LoadOptions {
   /** cgroup v2 directory to attach to; default the cgroup2 mount's root. */
@@ -134,7 +143,11 @@ export function load(options: LoadOptions = {}): LoadResult {
 }
 
 function loadFresh(pinDir: string, objectPath: string, cgroupDir: string, options: LoadOptions): LoadResult {
-  const obj = loadOurObject(objectPath, (o) => o.setMaxEntries('sock_hash', options.maxEntries ?? DEFAULT_MAX_ENTRIES));
+  const maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
+  const obj = loadOurObject(objectPath, (o) => {
+    o.setMaxEntries('sock_hash', maxEntries);
+    o.setMaxEntries('pairs', pendingPairsFor(maxEntries));
+  });
   const links: Link[] = [];
   const pinned: string[] = [];
   let cgroupFd = -1;
