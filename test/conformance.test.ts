@@ -6,7 +6,7 @@
  * redirected). What the application observed must be identical, or be exactly
  * a row of the documented differences (test/support/conform-differences.ts,
  * docs/conformance.md). Ends with one line: cases, identical, documented
- * differences, failures.
+ * differences, failures. CONFORM_ONLY=case,case runs only those cases.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -46,7 +46,8 @@ test('an application sees the same thing over the bypass as over TCP (conformanc
   try {
     // Short connections join the sockhash too (shortMessages 0): every case must be redirected.
     load({ cgroup: bypass.cgroup, pinDir: bypass.pinDir, policy: { ports: null, ranges: null, shortMessages: 0 } });
-    for (const name of listCases()) {
+    const only = process.env.CONFORM_ONLY?.split(',').filter((c) => c !== '');
+    for (const name of listCases().filter((c) => !only || only.includes(c))) {
       await t.test(name, async () => {
         verdicts.set(name, 'failure');
         const reference = await runCase(plain, name);
