@@ -31,6 +31,7 @@
 #ifndef ENOMEM
 #define ENOMEM 12
 #endif
+#define SEND_SHUTDOWN 2
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -754,6 +755,14 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 		return SK_PASS;
 	}
 
+	/* After shutdown(SHUT_WR) TCP fails a send with EPIPE, but tcp_bpf_sendmsg
+	 * does not check SEND_SHUTDOWN: a redirect would deliver bytes after the
+	 * peer's EOF. TCP's path refuses them; the socket has nothing more to send. */
+	if (kmsg->sk->sk_shutdown & SEND_SHUTDOWN) {
+		st->mode = MODE_TCP_STICKY;
+		count_passed(c, size);
+		return SK_PASS;
+	}
 	verdict = bpf_msg_redirect_hash(msg, &sock_hash, &st->peer, BPF_F_INGRESS);
 	if (verdict != SK_PASS) {
 		/* The peer is not in the map (yet: early data before its end joined,

@@ -164,17 +164,6 @@ export const DOCUMENTED_DIFFERENCES: readonly DocumentedDifference[] = [
     fixable: 'sockbypass',
   },
   {
-    case: 'shutdown_wr',
-    fields: {
-      client_send_after_shut: { plain: 'EPIPE', bypass: 1 },
-      server_after_eof: { plain: 0, bypass: 1 },
-      server_after_eof_data: { plain: undefined, bypass: 'x' },
-    },
-    what: 'send after shutdown(SHUT_WR) succeeds, and the peer reads the bytes after it read EOF',
-    why: 'tcp_bpf_sendmsg checks sk_err but not SEND_SHUTDOWN (tcp_sendmsg_locked does, EPIPE)',
-    fixable: 'sockbypass',
-  },
-  {
     case: 'close_unread',
     fields: {
       peer_poll: { plain: 'IN|OUT|ERR|HUP|RDNORM|WRNORM|RDHUP', bypass: 'IN|OUT|RDNORM|WRNORM|RDHUP' },
