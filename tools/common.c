@@ -287,7 +287,9 @@ uint64_t parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max)
 	case 'g': case 'G': mul = MiB * 1024; end++; break;
 	default: break;
 	}
-	if (*end || (v && mul > UINT64_MAX / v) || v * mul < min || v * mul > max)
+	if (*end)
+		usage_error("%s: '%s' is not a number", opt, s);
+	if ((v && mul > UINT64_MAX / v) || v * mul < min || v * mul > max)
 		usage_error("%s: '%s' is out of range [%llu, %llu]", opt, s, (unsigned long long)min,
 			    (unsigned long long)max);
 	return v * mul;

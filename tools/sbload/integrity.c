@@ -108,6 +108,8 @@ int mode_integrity(void)
 	struct ep **c2s_rx_ep = xmalloc(sizeof(void *) * (size_t)O.connections);
 	struct ep **s2c_rx_ep = xmalloc(sizeof(void *) * (size_t)O.connections);
 	uint8_t *failed_ids = xmalloc((size_t)O.connections);
+	struct ep **ends = xmalloc(sizeof(void *) * 2 * (size_t)O.connections);
+	size_t nends = 0;
 	struct iostats st;
 	int failures = 0;
 
@@ -135,23 +137,25 @@ int mode_integrity(void)
 	if (cli)
 		iworker_timeouts(&cw);
 
+	/* The ends this process ran: the server's, then the client's. */
+	if (srv)
+		for (uint32_t i = 0; i < sw.neps; i++)
+			ends[nends++] = &sw.eps[i];
+	if (cli)
+		for (uint32_t i = 0; i < cw.neps; i++)
+			ends[nends++] = &cw.eps[i];
+
 	/* Collect per-stream digests: c2s is sent by client ends, s2c by server ends. */
-	for (int pass = 0; pass < 2; pass++) {
-		struct iworker *w = pass ? &cw : &sw;
+	for (size_t k = 0; k < nends; k++) {
+		struct ep *e = ends[k];
 
-		if (pass ? !cli : !srv)
-			continue;
-		for (uint32_t i = 0; i < w->neps; i++) {
-			struct ep *e = &w->eps[i];
-
-			verified += e->verified;
-			if (e->tx_shut)
-				(w->server ? s2c_tx : c2s_tx)[e->tx_stream] = e->tx_dig;
-			if (e->rx_known) {
-				(w->server ? c2s_rx_ep : s2c_rx_ep)[e->rx_stream] = e;
-				if (e->rx_done)
-					(w->server ? c2s_rx : s2c_rx)[e->rx_stream] = e->rx_dig;
-			}
+		verified += e->verified;
+		if (e->tx_shut)
+			(e->server ? s2c_tx : c2s_tx)[e->tx_stream] = e->tx_dig;
+		if (e->rx_known) {
+			(e->server ? c2s_rx_ep : s2c_rx_ep)[e->rx_stream] = e;
+			if (e->rx_done)
+				(e->server ? c2s_rx : s2c_rx)[e->rx_stream] = e->rx_dig;
 		}
 	}
 	/* Same process: the receiver's hash must equal the sender's. */
@@ -164,21 +168,13 @@ int mode_integrity(void)
 		}
 	}
 	/* Failures count connections, not ends: a reset seen by both ends counts once. */
-	for (int pass = 0; pass < 2; pass++) {
-		struct iworker *w = pass ? &cw : &sw;
+	for (size_t k = 0; k < nends; k++) {
+		struct ep *e = ends[k];
 
-		if (pass ? !cli : !srv)
-			continue;
-		for (uint32_t i = 0; i < w->neps; i++) {
-			struct ep *e = &w->eps[i];
-
-			if (!e->failed)
-				continue;
-			if (e->id_known)
-				failed_ids[e->conn_id] = 1;
-			else
-				unknown++;
-		}
+		if (e->failed && e->id_known)
+			failed_ids[e->conn_id] = 1;
+		else if (e->failed)
+			unknown++;
 	}
 	for (int i = 0; i < O.connections; i++)
 		failures += failed_ids[i];

@@ -37,6 +37,14 @@ static size_t rand_size(uint64_t *rng, size_t max)
 	return lo + (size_t)(rnd(rng) % (hi - lo + 1));
 }
 
+/* The size of the next call: random, never past the end of the stream. */
+static size_t next_size(struct ep *e, uint64_t left)
+{
+	size_t n = rand_size(&e->rng, MAX_CHUNK);
+
+	return n > left ? (size_t)left : n;
+}
+
 /* Cut buf[0..n) into 2..8 iovecs at random points; empty segments are allowed on
  * purpose (writev/readv must skip them). */
 static int split_iov(uint64_t *rng, uint8_t *buf, size_t n, struct iovec *iov)
@@ -212,9 +220,7 @@ static int rx_step(struct iworker *w, struct ep *e)
 		}
 		return 1;
 	}
-	n = rand_size(&e->rng, MAX_CHUNK);
-	if (n > left)
-		n = (size_t)left;
+	n = next_size(e, left);
 	op = (unsigned)(rnd(&e->rng) % 100);
 	if (op < 45) {
 		w->st.read++;
@@ -370,9 +376,7 @@ static int tx_step(struct iworker *w, struct ep *e)
 		md_final(&e->tx_md, e->tx_dig);
 		return 1;
 	}
-	n = rand_size(&e->rng, MAX_CHUNK);
-	if (n > left)
-		n = (size_t)left;
+	n = next_size(e, left);
 	op = (unsigned)(rnd(&e->rng) % 100);
 	if (op >= 85 && n > w->pipe_cap)
 		n = w->pipe_cap;

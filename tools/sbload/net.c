@@ -104,30 +104,14 @@ void addr_str(const struct addr *a, char *buf, size_t n)
 	}
 }
 
-/* Which address families the chosen --family needs on each side. */
-static int family_listen_af(void)
-{
-	switch (O.family) {
-	case FAM_TCP4:
-		return AF_INET;
-	case FAM_UNIX:
-		return AF_UNIX;
-	default:
-		return AF_INET6; /* tcp6, and tcp4mapped's dual-stack listener */
-	}
-}
-
-static int family_connect_af(void)
-{
-	switch (O.family) {
-	case FAM_TCP6:
-		return AF_INET6;
-	case FAM_UNIX:
-		return AF_UNIX;
-	default:
-		return AF_INET; /* tcp4, and tcp4mapped's IPv4 client */
-	}
-}
+/* Which address family each --family needs on each side: tcp4mapped is a
+ * dual-stack [::] listener with an IPv4 client. */
+static const int listen_af[] = {
+	[FAM_TCP4] = AF_INET, [FAM_TCP6] = AF_INET6, [FAM_UNIX] = AF_UNIX, [FAM_TCP4MAPPED] = AF_INET6,
+};
+static const int connect_af[] = {
+	[FAM_TCP4] = AF_INET, [FAM_TCP6] = AF_INET6, [FAM_UNIX] = AF_UNIX, [FAM_TCP4MAPPED] = AF_INET,
+};
 
 static void default_listen_addr(struct addr *a)
 {
@@ -370,7 +354,7 @@ void setup_endpoints(struct endpoints *ep, int backlog)
 			parse_addr("--listen", O.listen, &la);
 		else
 			default_listen_addr(&la);
-		if (addr_af(&la) != family_listen_af())
+		if (addr_af(&la) != listen_af[O.family])
 			fatal("--listen %s does not match --family %s", O.listen ? O.listen : "",
 			      family_names[O.family]);
 		ep->lfd = sock_listen(&la, backlog, &ep->bound);
@@ -382,7 +366,7 @@ void setup_endpoints(struct endpoints *ep, int backlog)
 		if (!O.connect)
 			fatal("--role client needs --connect ADDR:PORT");
 		parse_addr("--connect", O.connect, &ep->peer);
-		if (addr_af(&ep->peer) != family_connect_af())
+		if (addr_af(&ep->peer) != connect_af[O.family])
 			fatal("--connect %s does not match --family %s", O.connect, family_names[O.family]);
 	}
 }
