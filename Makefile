@@ -8,7 +8,9 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -I$(BUILD
 TOOLS_CFLAGS := -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Itools
 
 BPF_OBJS := $(BUILD)/sockbypass.bpf.o $(BUILD)/sockbypass-netns-blind.bpf.o $(BUILD)/layout.bpf.o
-TOOLS    := $(patsubst tools/%.c,$(BUILD)/%,$(filter-out tools/%_test.c tools/common.c,$(wildcard tools/*.c)))
+# Each tools/*.c but common.c is one tool; sbload is the folder tools/sbload/.
+TOOLS    := $(patsubst tools/%.c,$(BUILD)/%,$(filter-out tools/common.c,$(wildcard tools/*.c))) $(BUILD)/sbload
+TOOLS_LIBS := -lcrypto -lpthread
 
 all: $(BPF_OBJS) $(TOOLS)
 
@@ -27,9 +29,13 @@ $(BUILD)/layout.bpf.o: bpf/layout.bpf.c bpf/sockbypass.h $(BUILD)/vmlinux.h
 $(BUILD)/sockbypass-netns-blind.bpf.o: bpf/sockbypass.bpf.c bpf/sockbypass.h $(BUILD)/vmlinux.h
 	$(CLANG) $(BPF_CFLAGS) -DSOCKBYPASS_TEST_NETNS_BLIND -c $< -o $@
 
-$(BUILD)/%: tools/%.c $(wildcard tools/*.h)
+$(BUILD)/sbload: $(wildcard tools/sbload/*.c) tools/common.c $(wildcard tools/*.h tools/sbload/*.h)
 	@mkdir -p $(BUILD)
-	$(CC) $(TOOLS_CFLAGS) $< -o $@ -lcrypto -lpthread
+	$(CC) $(TOOLS_CFLAGS) $(filter %.c,$^) -o $@ $(TOOLS_LIBS)
+
+$(BUILD)/%: tools/%.c tools/common.c $(wildcard tools/*.h)
+	@mkdir -p $(BUILD)
+	$(CC) $(TOOLS_CFLAGS) $< tools/common.c -o $@ $(TOOLS_LIBS)
 
 clean:
 	rm -rf $(BUILD)

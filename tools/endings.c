@@ -19,32 +19,26 @@
  *
  * usage: endings [--family tcp4|tcp6] [--only NAME,NAME..] [--list]
  * Output: one JSON object on stdout: {"family":..,"scenarios":[{"name":..,"ok":..,..}],
- * "failed":N}. Exit 0 when it ran (whatever the results), 2 on a setup error,
- * 3 when the watchdog fired.
+ * "failed":N}, or {"error":..}. Exit 0 when it ran (whatever the results), 2 on a
+ * setup error, 3 when the watchdog fired.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <time.h>
+#include <sys/time.h>
 #include <unistd.h>
 
-#define KiB 1024
-#define MiB (1024 * 1024)
+#include "common.h"
+
 #define WAIT_MS 3000 /* bound on any single wait for data or an ending */
 
 static int family = AF_INET;
@@ -66,31 +60,6 @@ __attribute__((format(printf, 1, 2))) static void emit(const char *fmt, ...)
 		outlen += (size_t)n;
 }
 
-__attribute__((noreturn, format(printf, 1, 2))) static void fatal(const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "endings: %s\n", msg);
-	printf("{\"error\":\"%s\"}\n", msg);
-	fflush(stdout);
-	_exit(2);
-}
-
-static void on_alarm(int sig)
-{
-	static const char msg[] = "{\"error\":\"watchdog: a scenario hung\"}\n";
-
-	(void)sig;
-	if (write(1, msg, sizeof(msg) - 1) < 0) {
-		/* nothing left to do */
-	}
-	_exit(3);
-}
-
 static const char *errname(int e)
 {
 	switch (e) {
@@ -107,73 +76,29 @@ static const char *errname(int e)
 
 static int64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	return now_ns() / 1000000;
 }
 
 /* ---------------------------------------------------------- sockets */
 
-static struct sockaddr_storage loopback(int port)
-{
-	struct sockaddr_storage ss;
-
-	memset(&ss, 0, sizeof(ss));
-	if (family == AF_INET) {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-
-		a->sin_family = AF_INET;
-		a->sin_port = htons((uint16_t)port);
-		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	} else {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons((uint16_t)port);
-		a->sin6_addr = in6addr_loopback;
-	}
-	return ss;
-}
-
-static socklen_t sslen(void)
-{
-	return family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-}
-
 static int port_of(int fd)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
+	struct addr a;
 
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
-		fatal("getsockname: %s", strerror(errno));
-	return ntohs(family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port : ((struct sockaddr_in6 *)&ss)->sin6_port);
-}
-
-static void set_int(int fd, int level, int opt, int v)
-{
-	if (setsockopt(fd, level, opt, &v, sizeof(v)) < 0)
-		fatal("setsockopt(%d,%d): %s", level, opt, strerror(errno));
+	addr_local(fd, &a);
+	return addr_port(&a);
 }
 
 static int listener(void)
 {
-	struct sockaddr_storage ss = loopback(0);
+	struct addr a;
 	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
 		fatal("socket: %s", strerror(errno));
-	set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
-	if (bind(fd, (struct sockaddr *)&ss, sslen()) < 0 || listen(fd, 64) < 0)
+	setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
+	addr_loopback(&a, family, 0);
+	if (bind(fd, (struct sockaddr *)&a.ss, a.len) < 0 || listen(fd, 64) < 0)
 		fatal("listen: %s", strerror(errno));
 	return fd;
 }
@@ -182,22 +107,24 @@ static int listener(void)
  * listener and accept it. Returns 0, or the connect/bind errno. */
 static int pair_on(int lfd, int bind_port, int *client, int *server)
 {
-	struct sockaddr_storage to = loopback(port_of(lfd));
+	struct addr to;
 	int c = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), s, err;
 
 	if (c < 0)
 		fatal("socket: %s", strerror(errno));
-	set_int(c, SOL_SOCKET, SO_REUSEADDR, 1);
+	addr_loopback(&to, family, port_of(lfd));
+	setsockopt_int(c, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
 	if (bind_port >= 0) {
-		struct sockaddr_storage b = loopback(bind_port);
+		struct addr b;
 
-		if (bind(c, (struct sockaddr *)&b, sslen()) < 0) {
+		addr_loopback(&b, family, bind_port);
+		if (bind(c, (struct sockaddr *)&b.ss, b.len) < 0) {
 			err = errno;
 			close(c);
 			return err;
 		}
 	}
-	if (connect(c, (struct sockaddr *)&to, sslen()) < 0) {
+	if (connect(c, (struct sockaddr *)&to.ss, to.len) < 0) {
 		err = errno;
 		close(c);
 		return err;
@@ -218,35 +145,10 @@ static void pair(int lfd, int *client, int *server)
 		fatal("connect: %s", strerror(err));
 }
 
-static void linger0(int fd)
-{
-	struct linger l = { .l_onoff = 1, .l_linger = 0 };
-
-	if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)) < 0)
-		fatal("SO_LINGER: %s", strerror(errno));
-}
-
-/* Content of stream `id` at offset `off`: any range can be checked. */
-static uint8_t pat(unsigned id, uint64_t off)
-{
-	uint64_t z = off * 0x9e3779b97f4a7c15ULL + id * 0xbf58476d1ce4e5b9ULL;
-
-	z ^= z >> 29;
-	return (uint8_t)(z * 0x94d049bb133111ebULL >> 56);
-}
-
-static void fill(uint8_t *buf, unsigned id, uint64_t off, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		buf[i] = pat(id, off + i);
-}
-
+/* Stream `id` is the shared pattern keyed by id: any range can be checked. */
 static bool check(const uint8_t *buf, unsigned id, uint64_t off, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		if (buf[i] != pat(id, off + i))
-			return false;
-	return true;
+	return pattern_match(id, off, buf, n) == n;
 }
 
 static int write_all(int fd, unsigned id, uint64_t off, size_t n)
@@ -260,7 +162,7 @@ static int write_all(int fd, unsigned id, uint64_t off, size_t n)
 
 		if (chunk > n)
 			chunk = n;
-		fill(buf, id, off, chunk);
+		pattern_fill(id, off, buf, chunk);
 		k = send(fd, buf, chunk, MSG_NOSIGNAL);
 		if (k < 0) {
 			if (errno == EINTR)
@@ -386,8 +288,7 @@ static void *delayed_run(void *arg)
 
 static void delayed_start(struct delayed *d)
 {
-	if (pthread_create(&d->th, NULL, delayed_run, d))
-		fatal("pthread_create");
+	pthread_check(pthread_create(&d->th, NULL, delayed_run, d), "pthread_create");
 }
 
 /* ------------------------------------------------------------ scenarios */
@@ -433,7 +334,7 @@ static bool sc_rst(bool unread)
 		pre = read_stream(c, 3, 64 * KiB);
 	else
 		sleep_ms(50); /* let it arrive, unread */
-	linger0(s);
+	set_linger0(s);
 	t0 = now_ms();
 	close(s);
 	end = ending_of(c, &before);
@@ -639,7 +540,7 @@ static bool sc_reuse(bool rst)
 	port = port_of(a);
 	write_all(a2, 11, 0, 1000); /* left unread in the old socket */
 	if (rst) {
-		linger0(a2);
+		set_linger0(a2);
 		close(a2);
 		sleep_ms(50);
 	} else {
@@ -730,6 +631,8 @@ int main(int argc, char **argv)
 	const char *only = NULL;
 	int failed = 0, ran = 0;
 
+	tool_init("endings", "usage: endings [--family tcp4|tcp6] [--only NAME,..] [--list]\n");
+
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--family") && i + 1 < argc) {
 			const char *f = argv[++i];
@@ -739,7 +642,7 @@ int main(int argc, char **argv)
 			else if (!strcmp(f, "tcp6"))
 				family = AF_INET6;
 			else
-				fatal("--family wants tcp4 or tcp6");
+				usage_error("--family wants tcp4 or tcp6");
 		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
 			only = argv[++i];
 		} else if (!strcmp(argv[i], "--list")) {
@@ -747,14 +650,11 @@ int main(int argc, char **argv)
 				printf("%s\n", SCENARIOS[k].name);
 			return 0;
 		} else {
-			fprintf(stderr, "usage: endings [--family tcp4|tcp6] [--only NAME,..] [--list]\n");
-			printf("{\"error\":\"bad argument %s\"}\n", argv[i]);
-			return 2;
+			usage_error("bad argument %s", argv[i]);
 		}
 	}
 	signal(SIGPIPE, SIG_IGN);
-	signal(SIGALRM, on_alarm);
-	alarm(60);
+	watchdog_arm(60);
 	emit("{\"family\":\"%s\",\"scenarios\":[", family == AF_INET ? "tcp4" : "tcp6");
 	for (size_t k = 0; k < sizeof(SCENARIOS) / sizeof(SCENARIOS[0]); k++) {
 		bool ok;

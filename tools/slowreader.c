@@ -29,24 +29,24 @@
  * Output: one JSON object. Exit 0 ran and verified, 1 data mismatch or short,
  * 2 setup error, 3 watchdog.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <linux/sockios.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <time.h>
+#include <sys/time.h>
 #include <unistd.h>
+
+#include "common.h"
+
+#define PATTERN_KEY 0 /* the one stream: the shared pattern with key 0 */
+#define READ_CHUNK (4 * MiB)
 
 static struct {
 	int family;
@@ -57,6 +57,8 @@ static struct {
 	.interval_ms = 5, .sample_ms = 2, .seconds = 3, .cap = 512LL * 1024 * 1024 };
 
 static atomic_llong sent, nread;
+static bool intact = true; /* of what the reader (main thread) read */
+static long long first_bad = -1;
 static long pauses;
 static atomic_bool writing = true, sampling = true, capped;
 static int cfd = -1, sfd = -1;
@@ -66,39 +68,9 @@ static struct {
 	double peak_inflight_at;
 } S;
 
-__attribute__((noreturn)) static void fatal(const char *what)
-{
-	fprintf(stderr, "slowreader: %s: %s\n", what, strerror(errno));
-	printf("{\"error\":\"%s: %s\"}\n", what, strerror(errno));
-	fflush(stdout);
-	_exit(2);
-}
-
-static void on_alarm(int sig)
-{
-	static const char msg[] = "{\"error\":\"watchdog\"}\n";
-
-	(void)sig;
-	if (write(1, msg, sizeof(msg) - 1) < 0) {
-		/* nothing left to do */
-	}
-	_exit(3);
-}
-
 static double now_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	return (double)now_ns() / 1e9;
 }
 
 /* Host TCP memory in pages: "TCP: inuse 5 orphan 0 tw 0 alloc 7 mem 3". */
@@ -120,22 +92,27 @@ static long long tcp_mem_pages(void)
 	return v;
 }
 
-static inline uint8_t pat(uint64_t off)
+/* Checks k bytes just read against the stream; remembers the first bad offset. */
+static void check_read(const uint8_t *buf, ssize_t k)
 {
-	uint64_t z = (off >> 3) * 0x9e3779b97f4a7c15ULL;
+	size_t good;
 
-	return (uint8_t)((z ^ (z >> 31)) >> (8 * (off & 7)));
+	if (!intact)
+		return;
+	good = pattern_match(PATTERN_KEY, (uint64_t)nread, buf, (size_t)k);
+	if (good < (size_t)k) {
+		intact = false;
+		first_bad = nread + (long long)good;
+	}
 }
 
 static void *writer(void *arg)
 {
-	uint8_t *buf = malloc((size_t)O.size);
+	uint8_t *buf = xmalloc((size_t)O.size);
 	double end = now_s() + O.seconds, burst_end = now_s() + (double)O.burst_ms / 1e3;
 	uint64_t off = 0;
 
 	(void)arg;
-	if (!buf)
-		fatal("malloc");
 	while (now_s() < end) {
 		ssize_t k;
 
@@ -148,14 +125,13 @@ static void *writer(void *arg)
 			burst_end = now_s() + (double)O.burst_ms / 1e3;
 			pauses++;
 		}
-		for (long i = 0; i < O.size; i++)
-			buf[i] = pat(off + (uint64_t)i);
+		pattern_fill(PATTERN_KEY, off, buf, (size_t)O.size);
 		/* Blocking send with a short timeout, so the deadline is honoured. */
 		k = send(cfd, buf, (size_t)O.size, MSG_NOSIGNAL);
 		if (k < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				continue;
-			fatal("send");
+			fatal("send: %s", strerror(errno));
 		}
 		/* A partial send: the rest of this message is regenerated from `off`. */
 		off += (uint64_t)k;
@@ -195,120 +171,102 @@ static void *sampler(void *arg)
 	return NULL;
 }
 
-static long parse_bytes(const char *s)
-{
-	char *e;
-	double v = strtod(s, &e);
+static const char USAGE[] =
+	"usage: slowreader [--family tcp4|tcp6] [--rcvbuf B] [--sndbuf B] [--size B]\n"
+	"                  [--read-bytes B] [--interval-ms N] [--seconds S] [--cap B]\n"
+	"                  [--sample-ms N] [--burst-ms N --pause-ms N]\n"
+	"B accepts K, M, G suffixes (powers of 1024); 0 for --rcvbuf/--sndbuf keeps the default.\n";
 
-	if (*e == 'K' || *e == 'k')
-		v *= 1024;
-	else if (*e == 'M' || *e == 'm')
-		v *= 1024 * 1024;
-	else if (*e == 'G' || *e == 'g')
-		v *= 1024.0 * 1024 * 1024;
-	return (long)v;
+static long parse_long(const char *opt, const char *v, uint64_t min, uint64_t max)
+{
+	return (long)parse_u64(opt, v, min, max);
+}
+
+static void parse_args(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!v)
+			usage_error("%s needs a value", a);
+		i++;
+		if (!strcmp(a, "--family")) {
+			if (strcmp(v, "tcp4") && strcmp(v, "tcp6"))
+				usage_error("--family wants tcp4 or tcp6");
+			O.family = !strcmp(v, "tcp6") ? AF_INET6 : AF_INET;
+		} else if (!strcmp(a, "--rcvbuf")) {
+			O.rcvbuf = parse_long(a, v, 0, INT32_MAX);
+		} else if (!strcmp(a, "--sndbuf")) {
+			O.sndbuf = parse_long(a, v, 0, INT32_MAX);
+		} else if (!strcmp(a, "--size")) {
+			O.size = parse_long(a, v, 1, 64 * MiB);
+		} else if (!strcmp(a, "--read-bytes")) {
+			O.read_bytes = parse_long(a, v, 1, READ_CHUNK);
+		} else if (!strcmp(a, "--interval-ms")) {
+			O.interval_ms = parse_long(a, v, 0, 3600000);
+		} else if (!strcmp(a, "--sample-ms")) {
+			O.sample_ms = parse_long(a, v, 1, 3600000);
+		} else if (!strcmp(a, "--seconds")) {
+			O.seconds = parse_secs(a, v);
+		} else if (!strcmp(a, "--burst-ms")) {
+			O.burst_ms = parse_long(a, v, 0, 3600000);
+		} else if (!strcmp(a, "--pause-ms")) {
+			O.pause_ms = parse_long(a, v, 0, 3600000);
+		} else if (!strcmp(a, "--cap")) {
+			O.cap = (long long)parse_u64(a, v, 1, INT64_MAX);
+		} else {
+			usage_error("unknown option %s", a);
+		}
+	}
 }
 
 int main(int argc, char **argv)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	int lfd, one = 1, eff_rcv = 0, eff_snd = 0;
+	struct addr ss;
+	int lfd, eff_rcv = 0, eff_snd = 0;
 	socklen_t il = sizeof(int);
 	pthread_t wt, st;
 	uint8_t *rbuf;
-	bool intact = true;
-	long long first_bad = -1, slow_read = 0;
+	long long slow_read = 0;
 	double t0, t_slow_end, t_end;
 
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (!v) {
-			fprintf(stderr, "slowreader: %s needs a value\n", a);
-			return 2;
-		}
-		i++;
-		if (!strcmp(a, "--family"))
-			O.family = !strcmp(v, "tcp6") ? AF_INET6 : AF_INET;
-		else if (!strcmp(a, "--rcvbuf"))
-			O.rcvbuf = parse_bytes(v);
-		else if (!strcmp(a, "--sndbuf"))
-			O.sndbuf = parse_bytes(v);
-		else if (!strcmp(a, "--size"))
-			O.size = parse_bytes(v);
-		else if (!strcmp(a, "--read-bytes"))
-			O.read_bytes = parse_bytes(v);
-		else if (!strcmp(a, "--interval-ms"))
-			O.interval_ms = atol(v);
-		else if (!strcmp(a, "--sample-ms"))
-			O.sample_ms = atol(v);
-		else if (!strcmp(a, "--seconds"))
-			O.seconds = atof(v);
-		else if (!strcmp(a, "--burst-ms"))
-			O.burst_ms = atol(v);
-		else if (!strcmp(a, "--pause-ms"))
-			O.pause_ms = atol(v);
-		else if (!strcmp(a, "--cap"))
-			O.cap = parse_bytes(v);
-		else {
-			fprintf(stderr, "slowreader: unknown option %s\n", a);
-			printf("{\"error\":\"unknown option %s\"}\n", a);
-			return 2;
-		}
-	}
+	tool_init("slowreader", USAGE);
+	parse_args(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
-	signal(SIGALRM, on_alarm);
-	alarm((unsigned)(O.seconds * 4 + 60));
+	watchdog_arm(O.seconds * 4 + 60);
 
-	memset(&ss, 0, sizeof(ss));
-	if (O.family == AF_INET) {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-
-		a->sin_family = AF_INET;
-		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		sl = sizeof(*a);
-	} else {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-
-		a->sin6_family = AF_INET6;
-		a->sin6_addr = in6addr_loopback;
-		sl = sizeof(*a);
-	}
+	addr_loopback(&ss, O.family, 0);
 	lfd = socket(O.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (lfd < 0)
-		fatal("socket");
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		fatal("socket: %s", strerror(errno));
+	setsockopt_int(lfd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
 	/* Set on the listener before listen(): the accepted socket inherits it. */
-	if (O.rcvbuf > 0 && setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &(int){ (int)O.rcvbuf }, sizeof(int)) < 0)
-		fatal("SO_RCVBUF");
-	if (bind(lfd, (struct sockaddr *)&ss, sl) < 0 || listen(lfd, 4) < 0)
-		fatal("listen");
-	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) < 0)
-		fatal("getsockname");
+	if (O.rcvbuf > 0)
+		setsockopt_int(lfd, SOL_SOCKET, SO_RCVBUF, (int)O.rcvbuf, "SO_RCVBUF");
+	if (bind(lfd, (struct sockaddr *)&ss.ss, ss.len) < 0 || listen(lfd, 4) < 0)
+		fatal("listen: %s", strerror(errno));
+	addr_local(lfd, &ss);
 	cfd = socket(O.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (cfd < 0)
-		fatal("socket");
-	if (O.sndbuf > 0 && setsockopt(cfd, SOL_SOCKET, SO_SNDBUF, &(int){ (int)O.sndbuf }, sizeof(int)) < 0)
-		fatal("SO_SNDBUF");
+		fatal("socket: %s", strerror(errno));
+	if (O.sndbuf > 0)
+		setsockopt_int(cfd, SOL_SOCKET, SO_SNDBUF, (int)O.sndbuf, "SO_SNDBUF");
 	/* The send timeout only lets the writer look at its deadline while blocked. */
 	struct timeval tv = { .tv_sec = 0, .tv_usec = 100000 };
 	setsockopt(cfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(cfd, (struct sockaddr *)&ss, sl) < 0)
-		fatal("connect");
+	if (connect(cfd, (struct sockaddr *)&ss.ss, ss.len) < 0)
+		fatal("connect: %s", strerror(errno));
 	sfd = accept(lfd, NULL, NULL);
 	if (sfd < 0)
-		fatal("accept");
+		fatal("accept: %s", strerror(errno));
 	getsockopt(sfd, SOL_SOCKET, SO_RCVBUF, &eff_rcv, &il);
 	il = sizeof(int);
 	getsockopt(cfd, SOL_SOCKET, SO_SNDBUF, &eff_snd, &il);
 
-	rbuf = malloc(4 * 1024 * 1024);
-	if (!rbuf)
-		fatal("malloc");
+	rbuf = xmalloc(READ_CHUNK);
 	t0 = now_s();
-	if (pthread_create(&st, NULL, sampler, NULL) || pthread_create(&wt, NULL, writer, NULL))
-		fatal("pthread_create");
+	pthread_check(pthread_create(&st, NULL, sampler, NULL), "pthread_create");
+	pthread_check(pthread_create(&wt, NULL, writer, NULL), "pthread_create");
 
 	/* Slow phase: --read-bytes every --interval-ms while the writer runs. */
 	for (;;) {
@@ -319,11 +277,7 @@ int main(int argc, char **argv)
 
 			if (k <= 0)
 				break;
-			for (ssize_t i = 0; i < k && intact; i++)
-				if (rbuf[i] != pat((uint64_t)nread + (uint64_t)i)) {
-					intact = false;
-					first_bad = nread + i;
-				}
+			check_read(rbuf, k);
 			nread += k;
 			want -= k;
 		}
@@ -342,16 +296,12 @@ int main(int argc, char **argv)
 
 		if (poll(&p, 1, 5000) <= 0)
 			break;
-		k = recv(sfd, rbuf, 4 * 1024 * 1024, MSG_DONTWAIT);
+		k = recv(sfd, rbuf, READ_CHUNK, MSG_DONTWAIT);
 		if (k < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
 		if (k <= 0)
 			break;
-		for (ssize_t i = 0; i < k && intact; i++)
-			if (rbuf[i] != pat((uint64_t)nread + (uint64_t)i)) {
-				intact = false;
-				first_bad = nread + i;
-			}
+		check_read(rbuf, k);
 		nread += k;
 	}
 	pthread_join(wt, NULL);

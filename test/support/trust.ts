@@ -5,9 +5,9 @@
  * diagnostic: connections, bytes verified, faults injected, failures.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { PACKAGE_ROOT } from '../../src/core/paths.js';
 import { status } from '../../src/core/status.js';
@@ -137,11 +137,39 @@ export function fmtBytes(n: number): string {
   return `${n} B`;
 }
 
-/** The per-file figures: every test adds what it did, the file's last test prints them. */
+/**
+ * The `node --test` process of this run: it runs each test file as its child.
+ * Its start time (field 22 of /proc/PID/stat) names the run together with the
+ * pid, so a later run that gets the same pid never reads this run's tallies.
+ */
+function runner(): { pid: number; start: string; argv: string[] } {
+  const pid = process.ppid;
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '0';
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
+  return { pid, start, argv };
+}
+
 /** Where this test run's files leave their tallies: one folder per `node --test` process. */
 export function tallyDir(): string {
-  return join(tmpdir(), `sockbypass-trust-tally-${process.ppid}`);
+  const { pid, start } = runner();
+  return join(tmpdir(), `sockbypass-trust-tally-${pid}-${start}`);
 }
+
+const TRUST_FILE = /^trust-(?!summary\.).+\.test\.js$/;
+
+/**
+ * The trust files (trust-*.test.js but the summary) this `node --test` run was
+ * given, by name; when it was given no file and found them itself, all of those
+ * in `dir` (the summary's own folder).
+ */
+export function trustFilesOfRun(dir: string): string[] {
+  const files = runner().argv.slice(1).filter((a) => !a.startsWith('-') && /\.[cm]?js$/.test(a));
+  const names = files.length > 0 ? files.map((f) => basename(f)) : readdirSync(dir);
+  return [...new Set(names.filter((n) => TRUST_FILE.test(n)))].sort();
+}
+
+/** The per-file figures: every test adds what it did, the file's last test prints them. */
 
 export class Tally {
   connections = 0;
