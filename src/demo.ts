@@ -14,7 +14,7 @@
 import { formatRatio, formatScaled, displayUnitFor } from './bench/format.js';
 import { runBench, type BenchReport, type RunRecord } from './bench/runner.js';
 import type { WorkloadSummary } from './bench/stats.js';
-import { renderTextTable } from './bench/text-table.js';
+import { renderTextTable } from './text-table.js';
 import { WORKLOADS, type Workload } from './bench/workloads.js';
 
 export const DEMO_WORKLOAD_IDS = ['packets', 'iperf3-128K', 'iperf3-64', 'pingpong-64'] as const;

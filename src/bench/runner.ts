@@ -21,7 +21,7 @@ import { formatScaled, displayUnitFor, formatRatio } from "./format.js";
 import { summarize, median, type BenchRun, type BypassMode, type MetricUnit, type WorkloadSummary } from "./stats.js";
 import { renderBenchTable } from "./table.js";
 import { renderRatioChartSvg } from "./svg.js";
-import { renderTextTable } from "./text-table.js";
+import { renderTextTable } from "../text-table.js";
 import { BenchAborted, BenchEnv, ToolFailure, type BenchEnvOptions } from "./env.js";
 import { bypassOff, bypassOn, isLoaded, observeOff, readBenchCounters } from "./bypass-toggle.js";
 import { bytesShares, countersDelta, DEFAULT_THRESHOLDS, verifyOffRun, verifyOnRun, type VerifyThresholds } from "./verify.js";
