@@ -12,7 +12,8 @@
  * It is the bench runner with a small plan and a friendlier report.
  */
 import { formatRatio, formatScaled, displayUnitFor } from './bench/format.js';
-import { runBench, type BenchReport, type RunRecord } from './bench/runner.js';
+import type { BenchReport, RunRecord } from './bench/report.js';
+import { runBench } from './bench/runner.js';
 import type { WorkloadSummary } from './bench/stats.js';
 import { renderTextTable } from './text-table.js';
 import { WORKLOADS, type Workload } from './bench/workloads.js';

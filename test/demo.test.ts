@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { changeText, renderDemoSummary } from '../src/demo.js';
-import type { BenchReport } from '../src/bench/runner.js';
+import type { BenchReport } from '../src/bench/report.js';
 import type { WorkloadSummary } from '../src/bench/stats.js';
 
 // Tests run from dist/test/; fixtures stay in the source tree.
