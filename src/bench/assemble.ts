@@ -1,7 +1,6 @@
 /** From what a bench recorded (its runs and reference runs) to the report's figures and the report itself. */
 import { loadavg } from "node:os";
 import type { Counters } from "../core/layout.js";
-import { formatPolicy, type Policy } from "../core/policy.js";
 import type { MachineFacts } from "./machine.js";
 import { referenceRuns, type BenchPlan } from "./plan.js";
 import type {
@@ -25,7 +24,8 @@ export interface BenchRecord {
   readonly startedAt: Date;
   readonly finishedAt: Date;
   readonly machine: MachineFacts;
-  readonly policy: Policy;
+  /** The policy of every ON run, as `formatPolicy` words it. */
+  readonly policy: string;
   readonly thresholds: VerifyThresholds;
   readonly cgroup: string;
   readonly pinDir: string;
@@ -51,7 +51,7 @@ export function assembleReport(record: BenchRecord): BenchReport {
       seconds: plan.seconds,
       quick: plan.quick,
       references: plan.references,
-      policy: formatPolicy(record.policy),
+      policy: record.policy,
       thresholds: record.thresholds,
       cgroup: record.cgroup,
       pinDir: record.pinDir,

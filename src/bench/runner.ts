@@ -18,7 +18,7 @@ import { existsSync } from "node:fs";
 import { objectMissing } from "../errors.js";
 import { DEFAULT_OBJECT } from "../core/paths.js";
 import { checkKernel, checkPrivileges } from "../os/preflight.js";
-import { ALLOW_ALL, type Policy } from "../core/policy.js";
+import { ALLOW_ALL, formatPolicy, type Policy } from "../core/policy.js";
 import { assembleReport } from "./assemble.js";
 import { BenchAborted, BenchEnv, type BenchEnvOptions } from "./env.js";
 import { machineFacts } from "./machine.js";
@@ -144,7 +144,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     startedAt,
     finishedAt: new Date(),
     machine,
-    policy: options.policy ?? ALLOW_ALL,
+    policy: formatPolicy(options.policy ?? ALLOW_ALL),
     thresholds,
     cgroup: env.cgroup,
     pinDir: env.pinDir,
