@@ -1,7 +1,6 @@
 /** From what a bench recorded (its runs and reference runs) to the report's figures and the report itself. */
 import { loadavg } from "node:os";
 import type { Counters } from "../core/layout.js";
-import type { MachineFacts } from "./machine.js";
 import { referenceRuns, type BenchPlan } from "./plan.js";
 import type {
   BenchReport,
@@ -14,25 +13,16 @@ import type {
   WorkloadSettings,
 } from "./report.js";
 import { median, summarize, type BenchRun, type WorkloadSummary } from "./stats.js";
-import { bytesShares, type VerifyThresholds } from "./verify.js";
+import { bytesShares } from "./verify.js";
 import type { Workload } from "./workloads.js";
 
-/** Everything a finished bench hands over for its report. */
-export interface BenchRecord {
+/** Everything a finished bench hands over for its report: the report's own records, and what the rest is derived from. */
+export interface BenchRecord
+  extends Pick<BenchReport, "commandLine" | "machine" | "runs" | "references" | "cleanupProblems" | "processes">,
+    Pick<BenchReport["settings"], "policy" | "thresholds" | "cgroup" | "pinDir"> {
   readonly plan: BenchPlan;
-  readonly commandLine: string;
   readonly startedAt: Date;
   readonly finishedAt: Date;
-  readonly machine: MachineFacts;
-  /** The policy of every ON run, as `formatPolicy` words it. */
-  readonly policy: string;
-  readonly thresholds: VerifyThresholds;
-  readonly cgroup: string;
-  readonly pinDir: string;
-  readonly runs: readonly RunRecord[];
-  readonly references: readonly ReferenceRecord[];
-  readonly cleanupProblems: readonly string[];
-  readonly processes: BenchReport["processes"];
 }
 
 export function assembleReport(record: BenchRecord): BenchReport {

@@ -1,5 +1,5 @@
 /** Which workloads a bench runs, how often and how long, and which it skips (missing tools). */
-import type { ReferenceKind, SkippedWorkload } from "./report.js";
+import type { PlanSettings, ReferenceKind, SkippedWorkload } from "./report.js";
 import type { BypassMode } from "./stats.js";
 import { findTools, QUICK_WORKLOADS, selectWorkloads, WORKLOADS, type Tool, type ToolPaths, type Workload } from "./workloads.js";
 
@@ -35,15 +35,8 @@ export interface PlanOptions {
   readonly catalogue?: readonly Workload[];
 }
 
-export interface BenchPlan {
+export interface BenchPlan extends PlanSettings {
   readonly workloads: readonly Workload[];
-  readonly skipped: readonly SkippedWorkload[];
-  /** Workloads whose reference cannot run (missing tool). */
-  readonly referencesSkipped: readonly SkippedWorkload[];
-  readonly pairs: number;
-  readonly seconds: number;
-  readonly quick: boolean;
-  readonly references: boolean;
   /** Runs plus reference runs, for the progress counter. */
   readonly totalSteps: number;
 }

@@ -7,6 +7,7 @@ import type { Counters } from "../core/layout.js";
 import type { MachineFacts } from "./machine.js";
 import type { BypassMode, MetricUnit, WorkloadSummary } from "./stats.js";
 import type { VerifyThresholds } from "./verify.js";
+import type { Workload } from "./workloads.js";
 
 export interface RunRecord {
   /** 1-based position in run order among all runs of the bench. */
@@ -75,14 +76,9 @@ export interface OnRunBytes {
   readonly shortSkippedShare: number | null;
 }
 
-export interface DiscardedEntry {
-  readonly index: number;
-  readonly workload: string;
-  readonly title: string;
-  readonly pair: number;
-  readonly mode: BypassMode;
+/** A run that was not kept, with why. */
+export interface DiscardedEntry extends Pick<RunRecord, "index" | "workload" | "title" | "pair" | "mode" | "values"> {
   readonly reason: string;
-  readonly values: Readonly<Record<string, number>>;
 }
 
 /** A workload (or its reference) left out of the plan, e.g. for a missing tool. */
@@ -91,10 +87,20 @@ export interface SkippedWorkload {
   readonly reason: string;
 }
 
-export interface WorkloadSettings {
-  readonly id: string;
-  readonly title: string;
-  readonly command: string;
+/** What the plan decided, as the report records it. */
+export interface PlanSettings {
+  readonly pairs: number;
+  readonly seconds: number;
+  readonly quick: boolean;
+  readonly references: boolean;
+  readonly skipped: readonly SkippedWorkload[];
+  /** Workloads whose reference cannot run (missing tool). */
+  readonly referencesSkipped: readonly SkippedWorkload[];
+}
+
+/** A workload of the plan, as the report records it. */
+export interface WorkloadSettings extends Pick<Workload, "id" | "title" | "command"> {
+  /** The metrics' names. */
   readonly metrics: readonly string[];
   readonly reference: { readonly command: string; readonly checkCommand: string } | null;
 }
@@ -107,19 +113,13 @@ export interface BenchReport {
   readonly durationSeconds: number;
   readonly machine: MachineFacts;
   readonly loadAverageAtEnd: readonly number[];
-  readonly settings: {
-    readonly pairs: number;
-    readonly seconds: number;
-    readonly quick: boolean;
-    readonly references: boolean;
+  readonly settings: PlanSettings & {
     /** The policy of every ON run, as `formatPolicy` words it. */
     readonly policy: string;
     readonly thresholds: VerifyThresholds;
     readonly cgroup: string;
     readonly pinDir: string;
     readonly workloads: readonly WorkloadSettings[];
-    readonly skipped: readonly SkippedWorkload[];
-    readonly referencesSkipped: readonly SkippedWorkload[];
   };
   readonly runs: readonly RunRecord[];
   readonly references: readonly ReferenceRecord[];
