@@ -62,7 +62,7 @@ function valueText(value: number | undefined, summary: WorkloadSummary): string 
   return display.label === 'packets' ? `${Math.round(value)}` : `${formatScaled(value, display)} ${display.label}`;
 }
 
-/** "3.10x faster", "1.25x slower", "about the same", in words a newcomer reads at once. */
+/** "<r>x faster", "<r>x slower", "about the same (<r>x)", "<p>% fewer": words a newcomer reads at once. */
 export function changeText(summary: WorkloadSummary): string {
   const ratio = summary.ratioMedian;
   if (ratio === null) return 'not measured (runs discarded, see above)';

@@ -119,7 +119,11 @@ export interface SummarizeOptions {
   readonly evenTolerance?: number;
 }
 
-/** Ratios within ±3% of 1.0 are called even: run-to-run noise on loopback is of that order. */
+/**
+ * Ratios this close to 1.0 are called even: a smaller difference is not worth
+ * a verdict. It is a choice, not a measured noise floor; how far runs of one
+ * workload really spread: docs/benchmarks.md, Statistics.
+ */
 export const DEFAULT_EVEN_TOLERANCE = 0.03;
 
 function assertMeasurement(value: number, what: string): void {
