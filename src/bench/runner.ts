@@ -22,9 +22,10 @@ import { ALLOW_ALL, formatPolicy, type Policy } from "../core/policy.js";
 import { assembleReport } from "./assemble.js";
 import { BenchAborted, BenchEnv, type BenchEnvOptions } from "./env.js";
 import { machineFacts } from "./machine.js";
-import { measureReference, measureRun, type StepSetup } from "./measure.js";
+import { measureReference, measureRun, type RunSlot, type StepSetup } from "./measure.js";
 import { pairOrder, planBench, referenceOrder, referenceRuns, type BenchPlan, type PlanOptions } from "./plan.js";
 import type { BenchReport, ReferenceRecord, RunRecord } from "./report.js";
+import type { BypassMode } from "./stats.js";
 import { DEFAULT_THRESHOLDS, type VerifyThresholds } from "./verify.js";
 import { findTools, type Workload } from "./workloads.js";
 
@@ -57,7 +58,7 @@ function preflight(): void {
 }
 
 /** Let SIGINT/SIGTERM (when asked) and `options.signal` abort the bench; returns the undo. */
-function abortOnStops(env: BenchEnv, options: BenchOptions): () => void {
+function listenForAborts(env: BenchEnv, options: BenchOptions): () => void {
   const onSignal = (signal: NodeJS.Signals) => env.abort(signal);
   const handleSignals = options.handleSignals ?? true;
   if (handleSignals) {
@@ -76,17 +77,20 @@ function abortOnStops(env: BenchEnv, options: BenchOptions): () => void {
   };
 }
 
+/** Steps are counted over runs and reference runs alike, in the order they ran. */
 function nextStep(recorded: Recorded): number {
   return recorded.runs.length + recorded.references.length + 1;
+}
+
+function nextSlot(recorded: Recorded, pair: number, mode: BypassMode, positionInPair: 1 | 2): RunSlot {
+  return { step: nextStep(recorded), index: recorded.runs.length + 1, pair, mode, positionInPair };
 }
 
 /** One on/off pair of `w`, then its reference runs when the plan has them. */
 async function runPair(setup: StepSetup, plan: BenchPlan, w: Workload, pair: number, recorded: Recorded): Promise<void> {
   const [first, second] = pairOrder(pair);
-  for (const [mode, positionInPair] of [[first, 1], [second, 2]] as const) {
-    const slot = { step: nextStep(recorded), index: recorded.runs.length + 1, pair, mode, positionInPair };
-    recorded.runs.push(await measureRun(setup, w, slot));
-  }
+  recorded.runs.push(await measureRun(setup, w, nextSlot(recorded, pair, first, 1)));
+  recorded.runs.push(await measureRun(setup, w, nextSlot(recorded, pair, second, 2)));
   if (!referenceRuns(plan, w)) return;
   for (const kind of referenceOrder(pair)) {
     recorded.references.push(await measureReference(setup, w, pair, kind, nextStep(recorded)));
@@ -116,7 +120,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
   const startedAt = new Date();
   const machine = machineFacts(tools);
   const env = BenchEnv.create(options.env);
-  const stopAbortingOnStops = abortOnStops(env, options);
+  const stopListening = listenForAborts(env, options);
   const setup: StepSetup = {
     env,
     ctx: { env, seconds: plan.seconds, tools },
@@ -135,7 +139,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     if (e instanceof BenchAborted) progress(`\ninterrupted (${e.reason}): cleaning up\n`);
     throw e;
   } finally {
-    stopAbortingOnStops();
+    stopListening();
     cleanupProblems = await cleanUp(env, progress);
   }
   return assembleReport({
