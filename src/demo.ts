@@ -12,9 +12,10 @@
  * It is the bench runner with a small plan and a friendlier report.
  */
 import { formatRatio, formatScaled, displayUnitFor } from './bench/format.js';
-import { runBench, type BenchReport, type RunRecord } from './bench/runner.js';
+import type { BenchReport, RunRecord } from './bench/report.js';
+import { runBench } from './bench/runner.js';
 import type { WorkloadSummary } from './bench/stats.js';
-import { renderTextTable } from './bench/text-table.js';
+import { renderTextTable } from './text-table.js';
 import { WORKLOADS, type Workload } from './bench/workloads.js';
 
 export const DEMO_WORKLOAD_IDS = ['packets', 'iperf3-128K', 'iperf3-64', 'pingpong-64'] as const;
@@ -61,7 +62,7 @@ function valueText(value: number | undefined, summary: WorkloadSummary): string 
   return display.label === 'packets' ? `${Math.round(value)}` : `${formatScaled(value, display)} ${display.label}`;
 }
 
-/** "3.10x faster", "1.25x slower", "about the same", in words a newcomer reads at once. */
+/** "<r>x faster", "<r>x slower", "about the same (<r>x)", "<p>% fewer": words a newcomer reads at once. */
 export function changeText(summary: WorkloadSummary): string {
   const ratio = summary.ratioMedian;
   if (ratio === null) return 'not measured (runs discarded, see above)';

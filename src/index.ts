@@ -32,17 +32,11 @@ export { DEFAULT_PIN_DIR, ensureBpffs } from './os/bpffs.js';
 export { SockbypassError, EXIT, type ExitCode } from './errors.js';
 export { DEFAULT_OBJECT, PACKAGE_ROOT } from './core/paths.js';
 export * as libbpf from './libbpf/index.js';
-export {
-  runBench,
-  planBench,
-  summarizeRuns,
-  renderBenchReport,
-  renderBenchSvg,
-  writeBenchOutputs,
-  type BenchOptions,
-  type BenchReport,
-  type RunRecord,
-} from './bench/runner.js';
+export { runBench, type BenchOptions } from './bench/runner.js';
+export { planBench } from './bench/plan.js';
+export { summarizeRuns } from './bench/assemble.js';
+export { renderBenchReport, renderBenchSvg, writeBenchOutputs } from './bench/render.js';
+export type { BenchReport, RunRecord } from './bench/report.js';
 export { verifyOnRun, verifyOffRun, countersDelta, type OnExpectation } from './bench/verify.js';
 export { WORKLOADS, selectWorkloads } from './bench/workloads.js';
 export { runDemo, type DemoOptions, type DemoResult } from './demo.js';

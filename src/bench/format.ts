@@ -56,3 +56,10 @@ export function formatRatio(ratio: number): string {
 export function formatPercent(fraction: number): string {
   return `${Number((fraction * 100).toFixed(2))}%`;
 }
+
+/** A value in the display unit its own size picks, with the unit, e.g. "38.17 Gbit/s"; "-" when missing. */
+export function formatWithUnit(value: number | undefined, unit: MetricUnit): string {
+  if (value === undefined) return "-";
+  const display = displayUnitFor(unit, value);
+  return `${formatScaled(value, display)} ${display.label}`;
+}

@@ -1,11 +1,5 @@
 import { BenchParseError } from "./errors.js";
-import {
-  isJsonObject,
-  parseJsonObject,
-  requireCount,
-  requireNonNegativeNumber,
-  requireObject,
-} from "./json-fields.js";
+import { isJsonObject, JsonFields } from "./json-fields.js";
 
 /** One iperf3 TCP client run, as measured by the receiving side. */
 export interface Iperf3Result {
@@ -36,35 +30,22 @@ export interface Iperf3Result {
  * bytes.
  */
 export function parseIperf3Json(text: string): Iperf3Result {
-  const root = parseJsonObject("iperf3", text);
+  const root = JsonFields.parse("iperf3", text);
+  const testStart = root.object("start").object("test_start");
+  const streams = testStart.count("num_streams");
+  const blockSizeBytes = testStart.count("blksize");
 
-  const reportedError = root["error"];
-  if (reportedError !== undefined) {
-    const message = typeof reportedError === "string" ? reportedError : JSON.stringify(reportedError);
-    throw new BenchParseError("iperf3", `iperf3 reported an error: ${message}`);
-  }
-
-  const start = requireObject("iperf3", root, "start", "start");
-  const testStart = requireObject("iperf3", start, "test_start", "start.test_start");
-  const streams = requireCount("iperf3", testStart, "num_streams", "start.test_start.num_streams");
-  const blockSizeBytes = requireCount("iperf3", testStart, "blksize", "start.test_start.blksize");
-
-  const end = requireObject("iperf3", root, "end", "end");
-  const received = requireObject("iperf3", end, "sum_received", "end.sum_received");
-  const bitsPerSecond = requireNonNegativeNumber(
-    "iperf3",
-    received,
-    "bits_per_second",
-    "end.sum_received.bits_per_second",
-  );
-  const bytes = requireCount("iperf3", received, "bytes", "end.sum_received.bytes");
-  const seconds = requireNonNegativeNumber("iperf3", received, "seconds", "end.sum_received.seconds");
+  const end = root.object("end");
+  const received = end.object("sum_received");
+  const bitsPerSecond = received.number("bits_per_second");
+  const bytes = received.count("bytes");
+  const seconds = received.number("seconds");
   if (seconds === 0 || bytes === 0) {
     throw new BenchParseError("iperf3", `receiver got ${bytes} bytes in ${seconds} s; nothing was measured`);
   }
 
   const result: Iperf3Result = { bitsPerSecond, bytes, seconds, streams, blockSizeBytes };
-  const sent = end["sum_sent"];
+  const sent = end.raw("sum_sent");
   if (isJsonObject(sent)) {
     const retransmits = sent["retransmits"];
     if (typeof retransmits === "number" && Number.isInteger(retransmits) && retransmits >= 0) {

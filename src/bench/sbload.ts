@@ -1,10 +1,5 @@
 import { BenchParseError } from "./errors.js";
-import {
-  parseJsonObject,
-  requireCount,
-  requireNonNegativeNumber,
-  type JsonObject,
-} from "./json-fields.js";
+import { JsonFields } from "./json-fields.js";
 
 /** `sbload` in stream mode: one-way bulk transfer. */
 export interface SbloadStreamResult {
@@ -44,21 +39,21 @@ function fail(reason: string): never {
   throw new BenchParseError("sbload", reason);
 }
 
-function parseStream(object: JsonObject): SbloadStreamResult {
-  const bytes = requireCount("sbload", object, "bytes", "bytes");
-  const seconds = requireNonNegativeNumber("sbload", object, "seconds", "seconds");
-  const bitsPerSecond = requireNonNegativeNumber("sbload", object, "bitsPerSecond", "bitsPerSecond");
+function parseStream(fields: JsonFields): SbloadStreamResult {
+  const bytes = fields.count("bytes");
+  const seconds = fields.number("seconds");
+  const bitsPerSecond = fields.number("bitsPerSecond");
   if (bytes === 0 || seconds === 0) {
     fail(`stream moved ${bytes} bytes in ${seconds} s; nothing was measured`);
   }
   return { mode: "stream", bytes, seconds, bitsPerSecond };
 }
 
-function parseRr(object: JsonObject): SbloadRrResult {
-  const p50Us = requireNonNegativeNumber("sbload", object, "p50Us", "p50Us");
-  const p99Us = requireNonNegativeNumber("sbload", object, "p99Us", "p99Us");
-  const p999Us = requireNonNegativeNumber("sbload", object, "p999Us", "p999Us");
-  const roundTrips = requireCount("sbload", object, "roundTrips", "roundTrips");
+function parseRr(fields: JsonFields): SbloadRrResult {
+  const p50Us = fields.number("p50Us");
+  const p99Us = fields.number("p99Us");
+  const p999Us = fields.number("p999Us");
+  const roundTrips = fields.count("roundTrips");
   if (roundTrips === 0) {
     fail("rr completed 0 round trips; nothing was measured");
   }
@@ -68,15 +63,10 @@ function parseRr(object: JsonObject): SbloadRrResult {
   return { mode: "rr", p50Us, p99Us, p999Us, roundTrips };
 }
 
-function parseCrr(object: JsonObject): SbloadCrrResult {
-  const connectionsPerSecond = requireNonNegativeNumber(
-    "sbload",
-    object,
-    "connectionsPerSecond",
-    "connectionsPerSecond",
-  );
-  const connections = requireCount("sbload", object, "connections", "connections");
-  const failures = requireCount("sbload", object, "failures", "failures");
+function parseCrr(fields: JsonFields): SbloadCrrResult {
+  const connectionsPerSecond = fields.number("connectionsPerSecond");
+  const connections = fields.count("connections");
+  const failures = fields.count("failures");
   if (connections === 0) {
     fail("crr completed 0 connections; nothing was measured");
   }
@@ -92,22 +82,18 @@ function parseCrr(object: JsonObject): SbloadCrrResult {
 export function parseSbloadOutput(text: string): SbloadResult;
 export function parseSbloadOutput<M extends SbloadMode>(text: string, expectedMode: M): SbloadResultOf<M>;
 export function parseSbloadOutput(text: string, expectedMode?: SbloadMode): SbloadResult {
-  const object = parseJsonObject("sbload", text);
-  const reportedError = object["error"];
-  if (reportedError !== undefined) {
-    fail(`sbload reported an error: ${typeof reportedError === "string" ? reportedError : JSON.stringify(reportedError)}`);
-  }
-  const mode = object["mode"];
+  const fields = JsonFields.parse("sbload", text);
+  const mode = fields.raw("mode");
   if (expectedMode !== undefined && mode !== expectedMode) {
     fail(`expected mode "${expectedMode}", got ${JSON.stringify(mode)}`);
   }
   switch (mode) {
     case "stream":
-      return parseStream(object);
+      return parseStream(fields);
     case "rr":
-      return parseRr(object);
+      return parseRr(fields);
     case "crr":
-      return parseCrr(object);
+      return parseCrr(fields);
     default:
       return fail(`missing or unknown mode ${JSON.stringify(mode)}`);
   }

@@ -79,22 +79,22 @@ export interface ReferenceSummary extends ValueStats {
   readonly ratioToOff: number | null;
 }
 
-/** Everything measured for one metric of one workload. */
-export interface WorkloadSeries {
+/** Which metric of which workload, and how to read it. */
+export interface SeriesIdentity {
   readonly workload: string;
   readonly metric: string;
   readonly unit: MetricUnit;
   readonly direction: Direction;
+}
+
+/** Everything measured for one metric of one workload. */
+export interface WorkloadSeries extends SeriesIdentity {
   /** Runs in the order they ran: consecutive twos are one on and one off, either order. */
   readonly runs: readonly BenchRun[];
   readonly reference?: ReferenceSeries;
 }
 
-export interface WorkloadSummary {
-  readonly workload: string;
-  readonly metric: string;
-  readonly unit: MetricUnit;
-  readonly direction: Direction;
+export interface WorkloadSummary extends SeriesIdentity {
   /** Over every kept on run (including the kept half of a pair whose other half was discarded); null if none. */
   readonly on: ValueStats | null;
   /** Over every kept off run; null if none. */
@@ -119,7 +119,11 @@ export interface SummarizeOptions {
   readonly evenTolerance?: number;
 }
 
-/** Ratios within ±3% of 1.0 are called even: run-to-run noise on loopback is of that order. */
+/**
+ * Ratios this close to 1.0 are called even: a smaller difference is not worth
+ * a verdict. It is a choice, not a measured noise floor; how far runs of one
+ * workload really spread: docs/benchmarks.md, Statistics.
+ */
 export const DEFAULT_EVEN_TOLERANCE = 0.03;
 
 function assertMeasurement(value: number, what: string): void {

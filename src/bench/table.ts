@@ -1,6 +1,6 @@
 import { displayUnitFor, formatPercent, formatRatio, formatScaled, type DisplayUnit } from "./format.js";
 import type { ValueStats, Verdict, WorkloadSummary } from "./stats.js";
-import { renderTextTable, type TextColumn } from "./text-table.js";
+import { renderTextTable, type TextColumn } from "../text-table.js";
 
 const COLUMNS: readonly TextColumn[] = [
   { header: "Workload", align: "left" },

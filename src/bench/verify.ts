@@ -49,8 +49,9 @@ export interface VerifyThresholds {
  * control sending bytes by TCP is the product's behaviour, to be measured,
  * not filtered out. Misses: a peer is missing from the
  * map only in the instant between the two ends' "established" callbacks, so
- * an accelerated connection sees none or a handful; 0.1% allows a few such
- * first-send races on a 100 000-connection crr run and nothing more.
+ * an accelerated connection sees none or a handful; the limit allows a few
+ * such first-send races over all of a crr run's connections (how many a run
+ * opens: docs/benchmarks.md, Workloads) and nothing more.
  */
 export const DEFAULT_THRESHOLDS: VerifyThresholds = { minHandledFraction: 0.9, minRedirectedFraction: 0, maxMissFraction: 0.001 };
 

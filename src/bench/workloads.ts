@@ -327,8 +327,8 @@ const CRR_MAX_FAILURE_FRACTION = 0.01;
 
 /**
  * Connection setup rate. sbload closes each connection with SO_LINGER {1, 0}
- * (an RST instead of FIN/TIME_WAIT): tens of thousands of connections per run
- * would otherwise leave TIME_WAIT sockets behind that slow the next runs
+ * (an RST instead of FIN/TIME_WAIT): a run's connections (docs/benchmarks.md
+ * counts them) would otherwise leave TIME_WAIT sockets behind that slow the next runs
  * (ephemeral-port search, hash chains), skewing later runs of the interleaved
  * sequence against earlier ones.
  */
@@ -379,8 +379,8 @@ export function parseTcpdumpCounts(stderr: string): TcpdumpCounts {
 const PACKETS_LENGTH = 128 * 1024;
 /**
  * A fixed amount of data, not a fixed time: with the bypass on iperf3 moves
- * several times more bytes per second, so a timed run would compare packets
- * for different amounts of work.
+ * more bytes per second (docs/benchmarks.md has by how much), so a timed run
+ * would compare packets for different amounts of work.
  */
 const PACKETS_BYTES = 2 * 1024 ** 3;
 

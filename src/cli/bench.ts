@@ -1,15 +1,9 @@
 /** `sockbypass bench`: on/off interleaved benchmarks in a cgroup of their own (src/bench/runner.ts). */
 import { usage } from '../errors.js';
 import { BenchAborted } from '../bench/env.js';
-import {
-  DEFAULT_PAIRS,
-  DEFAULT_SECONDS,
-  QUICK_PAIRS,
-  QUICK_SECONDS,
-  renderBenchReport,
-  runBench,
-  writeBenchOutputs,
-} from '../bench/runner.js';
+import { DEFAULT_PAIRS, DEFAULT_SECONDS, QUICK_PAIRS, QUICK_SECONDS } from '../bench/plan.js';
+import { renderBenchReport, writeBenchOutputs } from '../bench/render.js';
+import { runBench } from '../bench/runner.js';
 import { QUICK_WORKLOADS, WORKLOADS } from '../bench/workloads.js';
 import { parsePolicyFlags, parsePositiveInt, RULE_OPTIONS } from './parse.js';
 import { ALLOW_ALL } from '../core/policy.js';

@@ -1,6 +1,6 @@
 import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
 import { connections, type ConnectionDetails, type NetnsRef, type SocketDetails } from '../observe/connections.js';
-import { renderTextTable, type TextColumn } from '../bench/text-table.js';
+import { renderTextTable, type TextColumn } from '../text-table.js';
 import { COMMON, str, toJson, type Command } from './command.js';
 
 function familyText(s: SocketDetails): string {
