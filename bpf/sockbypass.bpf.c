@@ -41,21 +41,23 @@ char LICENSE[] SEC("license") = "GPL";
  *
  * Byte order across the two paths: a receiver reads its redirected queue
  * before its TCP receive queue, so a sender may switch from redirect to TCP
- * at any time (the TCP bytes are newer). The other way is not safe: a reader
- * still inside tcp_recvmsg, or waiting there for more TCP bytes
- * (MSG_WAITALL, SO_RCVLOWAT), would take later TCP bytes before newly
- * redirected ones, or never see them (the trust suite's integrity runs
- * corrupted streams when switching back was allowed). So every switch is
- * one way: a socket that leaves the redirect sends by TCP until it closes.
+ * at any time (the TCP bytes are newer). The way back is safe only when the
+ * receiver has read every TCP byte this sender wrote and no reader is inside
+ * tcp_recvmsg, where it would take later TCP bytes first or wait for TCP
+ * bytes that no longer come (MSG_WAITALL): see may_return().
  */
 enum sock_mode {
 	MODE_REDIRECT = 0,    /* sendmsg goes straight to the peer's queue */
-	MODE_TCP_FLOW = 1,    /* its receiver fell behind (flow control, small-write stream): TCP for good */
+	MODE_TCP_FLOW = 1,    /* its receiver fell behind (flow control, small-write stream): TCP until may_return() */
 	MODE_TCP_STICKY = 2,  /* a message missed the peer: TCP for good, to keep byte order */
 };
 
 struct sock_state {
 	struct socket_key peer; /* the key the other end inserted: where sk_msg redirects */
+	/* The peer's struct sock, as the last redirect found it: read (never
+	 * written) to decide when flow control may come back. A stale value is
+	 * harmless: every redirect still goes through the map by key. */
+	__u64 peer_sk;
 	__u64 netns_cookie;  /* this socket's socket_key.netns_cookie */
 	__u64 handshake;     /* and its socket_key.handshake */
 	__u32 mode;          /* enum sock_mode */
@@ -437,6 +439,7 @@ static __always_inline struct sock_state *state_create(struct bpf_sock_ops *skop
 	st->netns_cookie = key->netns_cookie;
 	st->handshake = key->handshake;
 	st->mode = MODE_REDIRECT;
+	st->peer_sk = 0;
 	st->passive = !active;
 	st->messages = 0;
 	st->bytes = 0;
@@ -656,12 +659,12 @@ static __always_inline __u32 redirected_queue_bytes(struct sock *sk)
 #define SOCK_RCVBUF_LOCK 2
 
 /*
- * How many bytes a receiver may have queued: its SO_RCVBUF if the application
- * set one (the promise TCP makes it). Otherwise TCP would autotune its buffer
- * up to net.ipv4.tcp_rmem[2], but a reader descheduled for a few ms lags that
- * far behind a redirecting writer, and the switch to TCP is for good; so the
- * `queue_limit` setting (user space writes 128 MiB by default) applies, and
- * tcp_rmem[2] when it is 0. Host-wide, tcp_memory_pressure() bounds the sum.
+ * How many bytes a receiver may have queued: what TCP would let it hold. Its
+ * SO_RCVBUF if the application set one; otherwise TCP autotunes the buffer of
+ * a reader that keeps up toward net.ipv4.tcp_rmem[2], which is the bound here
+ * (the redirected receiver's own sk_rcvbuf does not autotune: tcp_recvmsg,
+ * which grows it, never sees those bytes). `queue_limit`, when set, lowers
+ * it further (tests force frequent switches with it).
  */
 static __always_inline __u32 queue_limit_of(struct sock *peer, const struct settings *cfg)
 {
@@ -670,27 +673,32 @@ static __always_inline __u32 queue_limit_of(struct sock *peer, const struct sett
 	rcvbuf = peer->sk_rcvbuf;
 	if (peer->sk_userlocks & SOCK_RCVBUF_LOCK)
 		return rcvbuf;
-	if (cfg->queue_limit)
-		return cfg->queue_limit;
 	autotune_max = peer->__sk_common.skc_net.net->ipv4.sysctl_tcp_rmem[2];
-	return autotune_max > rcvbuf ? autotune_max : rcvbuf;
+	if (autotune_max < rcvbuf)
+		autotune_max = rcvbuf;
+	if (cfg->queue_limit && cfg->queue_limit < (__u32)autotune_max)
+		return cfg->queue_limit;
+	return autotune_max;
 }
 
 /*
- * Whether the host's TCP memory is under pressure (net.ipv4.tcp_mem[1]
- * exceeded). Redirected bytes are charged to the receiver like TCP's, but
- * where TCP makes a sender wait when memory runs short, a redirect that
- * cannot be charged fails the sendmsg with ENOMEM. So under pressure a
- * sender switches to TCP, and its waiting (for good, as every switch).
+ * Whether the host's TCP memory is past net.ipv4.tcp_mem[0]. Redirected bytes
+ * are charged to the receiver like TCP's, but where TCP makes a sender wait
+ * when memory runs short, a redirect that cannot be charged fails the sendmsg
+ * with ENOMEM, and under pressure (tcp_mem[1]) the kernel refuses a receiver
+ * with more than its share. So redirects stop at tcp_mem[0], before pressure,
+ * and TCP's own accounting handles the rest until memory is low again.
  */
-static __always_inline bool tcp_memory_pressure(struct sock *sk)
+static __always_inline bool tcp_memory_high(struct sock *sk)
 {
-	unsigned long *flag = sk->__sk_common.skc_prot->memory_pressure;
-	unsigned long pressure = 0;
+	struct proto *prot = sk->__sk_common.skc_prot;
+	long allocated = 0, low = 0;
 
-	if (flag)
-		bpf_probe_read_kernel(&pressure, sizeof(pressure), flag);
-	return pressure != 0;
+	if (!prot->memory_allocated || !prot->sysctl_mem)
+		return false;
+	bpf_probe_read_kernel(&allocated, sizeof(allocated), prot->memory_allocated);
+	bpf_probe_read_kernel(&low, sizeof(low), prot->sysctl_mem);
+	return low > 0 && allocated > low;
 }
 
 /* Fewer messages than this say too little about a socket's mean write size. */
@@ -704,13 +712,84 @@ static __always_inline bool must_use_tcp(struct sock *target, __u64 size, const 
 
 	if (cfg->flags & SETTINGS_NO_FLOW_CONTROL)
 		return false;
-	if (queued + size > queue_limit_of(target, cfg) || tcp_memory_pressure(target))
+	if (queued + size > queue_limit_of(target, cfg) || tcp_memory_high(target))
+		return true;
+	/* tcp_bpf's reads ignore SO_RCVLOWAT; TCP's path honours it. */
+	if (target->sk_rcvlowat > 1)
 		return true;
 	/* The mean over the socket's life, not a moving average: a stream of
 	 * mostly tiny writes with a rare huge one moves its bytes in large
 	 * messages, and the redirect pays for it; only the mean says so. */
 	return cfg->small_write && queued > cfg->small_backlog && st->messages >= SMALL_WRITE_MIN_MESSAGES &&
 	       st->bytes < (__u64)cfg->small_write * st->messages;
+}
+
+extern const void woken_wake_function __ksym;
+
+/* How many wait-queue entries may_return() looks at before it assumes the worst. */
+#define WAITERS_CHECKED 4
+
+/*
+ * Whether a task sleeps on the socket's wait queue inside a socket call: a
+ * reader in tcp_recvmsg (sk_wait_data) or tcp_bpf_recvmsg, or a writer
+ * waiting for memory, all wait with woken_wake_function. poll, select and
+ * epoll waiters use their own wake functions and are outside recv.
+ */
+static __always_inline bool task_sleeps_on(struct sock *sk)
+{
+	__u64 entry_off = bpf_core_field_offset(struct wait_queue_entry, entry);
+	struct socket_wq *wq = sk->sk_wq;
+	struct wait_queue_entry *w;
+	__u64 head, pos;
+	int i;
+
+	if (!wq)
+		return false;
+	head = (__u64)wq + bpf_core_field_offset(struct socket_wq, wait) +
+	       bpf_core_field_offset(struct wait_queue_head, head);
+	pos = (__u64)wq->wait.head.next;
+	for (i = 0; i < WAITERS_CHECKED; i++) {
+		if (pos == head || !pos)
+			return false;
+		w = kernel_view(struct wait_queue_entry, pos - entry_off);
+		if ((__u64)w->func == (__u64)&woken_wake_function)
+			return true;
+		pos = (__u64)w->entry.next;
+	}
+	return true;
+}
+
+/*
+ * A sender that flow control moved to TCP may redirect again only when
+ * nothing the receiver does can see the switch out of order:
+ * - the receiver has read every byte this sender wrote by TCP (its
+ *   copied_seq has reached our write_seq; redirected bytes advance neither);
+ * - no reader is inside tcp_recvmsg: one copying holds the socket lock, one
+ *   waiting (MSG_WAITALL, or a second reader thread) sleeps on the wait queue;
+ *   either would take later TCP bytes first or wait for TCP bytes that no
+ *   longer come. A reader entering later finds the TCP queue empty and reads
+ *   the redirected queue (tcp_bpf_recvmsg);
+ * - SO_RCVLOWAT is not set (tcp_bpf ignores it), the receiver's queue is at
+ *   most half its limit (so a switch does not flap), and host TCP memory is
+ *   low.
+ */
+static __always_inline bool may_return(struct sock *me, struct sock_state *st, const struct settings *cfg)
+{
+	struct tcp_sock *mine, *theirs;
+	struct sock *peer;
+
+	if (!st->peer_sk)
+		return false;
+	peer = kernel_view(struct sock, st->peer_sk);
+	if (peer->sk_rcvlowat > 1 || peer->sk_lock.owned)
+		return false;
+	if (redirected_queue_bytes(peer) > queue_limit_of(peer, cfg) / 2 || tcp_memory_high(peer))
+		return false;
+	mine = kernel_view(struct tcp_sock, me);
+	theirs = kernel_view(struct tcp_sock, st->peer_sk);
+	if (theirs->copied_seq != mine->write_seq)
+		return false;
+	return !task_sleeps_on(peer);
 }
 
 static __always_inline void count_passed(struct counters *c, __u64 size)
@@ -743,12 +822,20 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 	}
 	st->messages++;
 	st->bytes += size;
-	if (st->mode == MODE_TCP_FLOW) {
-		if (c) {
-			c->flow_messages++;
-			c->flow_bytes += size;
-		}
+	cfg = settings_get();
+	if (!cfg)
 		return SK_PASS;
+	if (st->mode == MODE_TCP_FLOW) {
+		if (!may_return(kmsg->sk, st, cfg)) {
+			if (c) {
+				c->flow_messages++;
+				c->flow_bytes += size;
+			}
+			return SK_PASS;
+		}
+		st->mode = MODE_REDIRECT;
+		if (c)
+			c->flow_returns++;
 	}
 	if (st->mode == MODE_TCP_STICKY) {
 		count_passed(c, size);
@@ -781,12 +868,12 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 
 	/* Flow control: this message is committed to the peer's queue. If that
 	 * queue is now over its limit, later ones go by TCP, whose window makes a
-	 * fast writer wait for a slow reader; for good (see enum sock_mode). */
-	cfg = settings_get();
-	if (!cfg)
-		return SK_PASS;
+	 * fast writer wait for a slow reader, until may_return(). */
 	target = kmsg->sk_redir;
-	if (target && must_use_tcp(target, size, st, cfg)) {
+	if (!target)
+		return SK_PASS;
+	st->peer_sk = (__u64)target;
+	if (must_use_tcp(target, size, st, cfg)) {
 		st->mode = MODE_TCP_FLOW;
 		if (c)
 			c->flow_to_tcp++;

@@ -51,15 +51,16 @@ enum settings_flags {
 struct settings {
 	__u32 flags;          /* enum settings_flags */
 	__u32 layout_version; /* SOCKBYPASS_LAYOUT_VERSION of the loader that wrote it */
-	/* Most bytes queued for a receiver without an explicit SO_RCVBUF before
-	 * its sender switches to TCP (which has flow control); 0: tcp_rmem[2].
-	 * A receiver with SO_RCVBUF set is always bounded by it. */
+	/* Lowers the bound on bytes queued for a receiver without an explicit
+	 * SO_RCVBUF (tcp_rmem[2]) before its sender goes by TCP until the
+	 * receiver catches up; 0: no lower bound. */
 	__u32 queue_limit;
 	/* Small-write streams: a sender whose writes so far average (bytes over
 	 * messages, at least SMALL_WRITE_MIN_MESSAGES of them) under `small_write`
 	 * bytes, while more than `small_backlog` bytes wait in its receiver's
 	 * queue, is streaming small writes, which TCP coalesces better than the
-	 * redirect carries them; it goes by TCP for good. 0 turns this off. */
+	 * redirect carries them; it goes by TCP until its receiver catches up.
+	 * 0 turns this off. */
 	__u32 small_write;
 	__u32 small_backlog;
 	/* Short connections: joining the sockhash costs each socket a psock
@@ -92,13 +93,14 @@ struct counters {
 	__u64 events_lost;
 	__u64 flow_messages;     /* messages sent by TCP after flow control switched their socket */
 	__u64 flow_bytes;
-	__u64 flow_to_tcp;       /* sockets switched to TCP for good: their receiver fell behind */
+	__u64 flow_to_tcp;       /* switches to TCP: the receiver fell behind (a socket may switch many times) */
 	__u64 sticky_tcp;        /* sockets that missed their peer and stay on TCP */
 	__u64 short_skipped;     /* sockets left on TCP: their service's connections are short */
 	__u64 pairs_joined;      /* connections whose two ends both joined the sockhash */
 	__u64 left_no_peer;      /* sockets left on TCP: the peer is no socket of this load on this host */
 	__u64 left_peer_declined; /* sockets left on TCP: the peer's end did not join (its policy, its map) */
 	__u64 pair_unjoined;     /* active ends taken out again: their passive end could not join */
+	__u64 flow_returns;      /* switches back from TCP to the redirect: the receiver caught up */
 };
 
 enum event_type {

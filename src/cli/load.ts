@@ -24,7 +24,7 @@ export const loadCommand: Command = {
   --ports P,...     accelerate only connections with one of these ports (default: all)
   --ranges CIDR,... accelerate only connections whose two addresses are in these ranges
   --queue-limit B   bytes a receiver without its own SO_RCVBUF may have queued before
-                    its sender switches to TCP for good (default 128 MiB; 0: tcp_rmem[2])
+                    its sender goes by TCP until it catches up (default 0: tcp_rmem[2])
   --small-write B   a sender whose writes so far average under B bytes goes by TCP for
                     good (default 0: off; 4096 suits streams of tiny writes)...
   --small-backlog B   ...once over B bytes (default 65536) wait at its receiver

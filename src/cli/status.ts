@@ -15,7 +15,7 @@ export function formatCounters(c: Counters): string {
     `  skipped by policy     ${c.policySkipped}`,
     `  redirected            ${c.messagesRedirected} messages, ${c.bytesRedirected} bytes`,
     `  redirect misses       ${c.redirectMisses} messages, ${c.bytesPassed} bytes passed to TCP`,
-    `  flow control          ${c.flowToTcp} sockets switched to TCP for good (receiver behind); ${c.flowMessages} messages, ${c.flowBytes} bytes sent so`,
+    `  flow control          ${c.flowToTcp} switches to TCP (receiver behind), ${c.flowReturns} back; ${c.flowMessages} messages, ${c.flowBytes} bytes sent so`,
     `  sticky TCP            ${c.stickyTcp} sockets (missed their peer; TCP keeps byte order)`,
     `  short connections     ${c.shortSkipped} sockets left on TCP (their service's connections are short)`,
     `  events lost           ${c.eventsLost}`,

@@ -126,7 +126,7 @@ export interface Counters {
   /** Messages (and bytes) sent by TCP by sockets that flow control switched there. */
   flowMessages: number;
   flowBytes: number;
-  /** Sockets switched to TCP for good: their receiver fell behind (queue limit, small-write stream). */
+  /** Switches to TCP: the receiver fell behind (queue limit, small-write stream); see flowReturns. */
   flowToTcp: number;
   /** Sockets that missed their peer and stay on TCP to keep byte order. */
   stickyTcp: number;
@@ -140,6 +140,8 @@ export interface Counters {
   leftPeerDeclined: number;
   /** Active ends taken out of the map again because their passive end could not join. */
   pairUnjoined: number;
+  /** Switches back from TCP to the redirect: the receiver caught up. */
+  flowReturns: number;
 }
 
 const COUNTER_FIELDS: ReadonlyArray<[keyof Counters, string]> = [
@@ -163,6 +165,7 @@ const COUNTER_FIELDS: ReadonlyArray<[keyof Counters, string]> = [
   ['leftNoPeer', 'left_no_peer'],
   ['leftPeerDeclined', 'left_peer_declined'],
   ['pairUnjoined', 'pair_unjoined'],
+  ['flowReturns', 'flow_returns'],
 ];
 
 type RawCounters = Record<keyof Counters, bigint>;

@@ -18,8 +18,9 @@ export interface Policy {
   ranges: string[] | null;
   /**
    * Most bytes queued for a receiver without an explicit SO_RCVBUF before its
-   * sender switches to TCP for good; undefined: DEFAULT_QUEUE_LIMIT; 0: the
-   * namespace's tcp_rmem[2]. A receiver with SO_RCVBUF set is held to it.
+   * sender switches to TCP (until the receiver catches up); undefined or 0: the
+   * namespace's tcp_rmem[2], what TCP would let it hold. It can only lower that
+   * bound. A receiver with SO_RCVBUF set is held to it.
    */
   queueLimit?: number;
   /**
@@ -42,11 +43,10 @@ export interface Policy {
 }
 
 /**
- * Receivers without an explicit SO_RCVBUF: a reader descheduled for a few ms on a busy host lags
- * tens of MiB behind a redirecting writer, and the switch to TCP is for good (docs/architecture.md),
- * so the default bound is generous; receivers with SO_RCVBUF set are always held to it.
+ * Receivers without an explicit SO_RCVBUF are held to what TCP would let them hold (tcp_rmem[2]);
+ * flow control comes back once they catch up (docs/architecture.md), so no larger bound is needed.
  */
-export const DEFAULT_QUEUE_LIMIT = 128 * 1024 * 1024;
+export const DEFAULT_QUEUE_LIMIT = 0;
 
 /**
  * Off by default. TCP coalesces a stream of writes under 4 KiB better than the redirect carries them

@@ -122,7 +122,7 @@ export function createMetrics(read: () => Snapshot): Registry {
   counter('sockbypass_flow_control_bytes_total', 'Bytes sent over TCP by sockets that flow control switched there (receiver behind).', 'flowBytes');
   counter('sockbypass_sticky_tcp_sockets_total', 'Sockets that missed their peer and stay on TCP for good (keeps byte order).', 'stickyTcp');
   counter('sockbypass_short_skipped_sockets_total', "Sockets left on TCP because their service's recent connections were short (short-connection rule).", 'shortSkipped');
-  counter('sockbypass_flow_switches_total', 'Sockets that flow control switched from the redirect to TCP, for good (their receiver fell behind).', 'flowToTcp');
+  counter('sockbypass_flow_switches_total', 'Switches from the redirect to TCP by flow control (the receiver fell behind); a socket comes back once it caught up.', 'flowToTcp');
   new Counter({
     name: 'sockbypass_insert_failures_total',
     help: 'Sockets that could not be put into the sockhash, by reason.',
