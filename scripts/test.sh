@@ -7,5 +7,7 @@ set -euo pipefail
 if [ "${1:-}" = "--long" ]; then export SOCKBYPASS_LONG=1; fi
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Formatting and lint (Biome, biome.json): fails on an unformatted file or a lint error.
+npx biome ci src test bin
 # One file at a time: privileged tests share the kernel and the 2 CPUs.
 exec node --test --test-concurrency=1 --test-reporter=spec dist/test/*.test.js

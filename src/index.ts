@@ -1,10 +1,12 @@
 /** sockbypass's library API. The CLI (src/cli/) is a thin layer over this. */
 export { load, DEFAULT_MAX_ENTRIES, type LoadOptions, type LoadResult } from './core/load.js';
 export { unload, type UnloadOptions, type UnloadResult } from './core/unload.js';
-export { status, readCounters, type Status, type ProgramStatus } from './core/status.js';
+export { status, type Status, type ProgramStatus } from './core/status.js';
+export { COUNTERS, readCounters, sumCounters, type Counters, type CounterName, type CounterSpec } from './core/counters.js';
+export { KNOBS, type Knobs, type KnobField, type KnobSpec } from './core/knobs.js';
 export { PinnedState, withPinnedState } from './core/state.js';
 export { ALLOW_ALL, readPolicy, writePolicy, formatPolicy, validatePolicy, type Policy } from './core/policy.js';
-export { listSockets, pairSockets, type AcceleratedSocket, type SocketPair } from './observe/connections.js';
+export { listSockets, pairSockets, type AcceleratedSocket, type SocketPair } from './core/sockhash.js';
 export {
   connections,
   describeSockets,
@@ -20,9 +22,7 @@ export {
   encodeSocketKey,
   samePair,
   decodeSockEvent,
-  sumCounters,
   type SocketKey,
-  type Counters,
   type SockEvent,
   type EventType,
 } from './core/layout.js';

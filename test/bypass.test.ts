@@ -16,7 +16,7 @@ import { unload } from '../src/core/unload.js';
 import { status } from '../src/core/status.js';
 import { withPinnedState } from '../src/core/state.js';
 import { writePolicy } from '../src/core/policy.js';
-import { listSockets, pairSockets } from '../src/observe/connections.js';
+import { listSockets, pairSockets } from '../src/core/sockhash.js';
 import { encodeSocketKey, samePair, type Counters } from '../src/core/layout.js';
 import { delta, requireTool, SBLOAD } from './support/trust.js';
 import { connectClients, startServer } from './support/traffic.js';

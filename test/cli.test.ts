@@ -17,6 +17,8 @@ import { DEFAULT_MAX_ENTRIES, load } from '../src/core/load.js';
 import { withPinnedState } from '../src/core/state.js';
 import { settingsCodec } from '../src/core/layout.js';
 import { checkPrivileges } from '../src/os/preflight.js';
+import { main } from '../src/cli/main.js';
+import { KNOBS } from '../src/core/knobs.js';
 
 const CLI = join(PACKAGE_ROOT, 'bin', 'sockbypass.js');
 
@@ -159,4 +161,24 @@ test('status --json and the library agree on a fresh load', async (t) => {
     const un = await cli(sb, ['unload', '--pin-dir', sb.pinDir]);
     assert.match(un.stdout, /sockbypass unloaded from .*: 0 accelerated connection/);
   });
+});
+
+test('every knob is a flag of load, policy, run and bench, in their usage too; load explains each', async () => {
+  for (const command of ['load', 'policy', 'run', 'bench']) {
+    let text = '';
+    assert.equal(
+      await main([command, '--help'], (s) => {
+        text += s;
+        return true;
+      }),
+      EXIT.ok,
+    );
+    for (const k of KNOBS) assert.match(text, new RegExp(`--${k.flag}\\b`), `${command} --help names --${k.flag}`);
+  }
+  let load = '';
+  await main(['load', '--help'], (s) => {
+    load += s;
+    return true;
+  });
+  for (const k of KNOBS) assert.match(load, new RegExp(`^  --${k.flag} [BN] +\\S`, 'm'), `load --help explains --${k.flag}`);
 });

@@ -6,7 +6,6 @@ import { Btf } from './support/btf.js';
 import { BUILD_DIR, PACKAGE_ROOT } from '../src/core/paths.js';
 import {
   addrRangeCodec,
-  countersCodec,
   decodeSocketKey,
   encodeSocketKey,
   EVENT_TYPES,
@@ -15,8 +14,10 @@ import {
   settingsCodec,
   sockEventCodec,
   socketKeyCodec,
-  sumCounters,
 } from '../src/core/layout.js';
+import { COUNTERS as COUNTER_ROWS, countersCodec, sumCounters, type CounterSpec } from '../src/core/counters.js';
+import { KNOBS } from '../src/core/knobs.js';
+import { formatPolicy, validatePolicy } from '../src/core/policy.js';
 import type { StructCodec } from '../src/core/codec.js';
 
 // The BTF of build/layout.bpf.o describes every shared struct exactly as clang laid it out.
@@ -84,4 +85,56 @@ test("the README's key table states struct socket_key as BTF lays it out", () =>
   assert.match(section, new RegExp(`\`struct socket_key\` \\(\`bpf/sockbypass.h\`\\), ${c.size} bytes`), 'the size in the text');
   const rows = [...section.matchAll(/^\| (\d+) \| `(\w+)(?:\[\d+\])?` \|/gm)].map((m) => ({ offset: Number(m[1]), name: m[2] }));
   assert.deepEqual(rows, c.members.map((m) => ({ offset: m.offset, name: m.name })), 'one row per member, at its offset');
+});
+
+test('the counter table is struct counters, field for field, with one label and one metric series per row', () => {
+  const COUNTERS: readonly CounterSpec[] = COUNTER_ROWS;
+  assert.deepEqual(
+    COUNTERS.map((r) => r.c),
+    btf.struct('counters').members.map((m) => m.name),
+    'one row per C field, in the C order',
+  );
+  const unique = (values: string[], what: string) => assert.equal(new Set(values).size, values.length, `${what} unique`);
+  unique(COUNTERS.map((r) => r.name), 'TypeScript names');
+  unique(COUNTERS.map((r) => r.label), 'labels');
+  unique(COUNTERS.map((r) => `${r.metric.name}${JSON.stringify(r.metric.labels ?? {})}`), 'metric series');
+  for (const r of COUNTERS) {
+    assert.match(r.metric.name, /^sockbypass_[a-z_]+$/, r.name);
+    if (r.kind === 'counter') assert.match(r.metric.name, /_total$/, `${r.name}: a Prometheus counter ends in _total`);
+    assert.ok(r.label.length < 26, `${r.name}: label fits the status column`);
+    // Rows sharing a metric share its help and its label names.
+    for (const other of COUNTERS.filter((o) => o.metric.name === r.metric.name)) {
+      assert.equal(other.metric.help, r.metric.help, r.metric.name);
+      assert.deepEqual(Object.keys(other.metric.labels ?? {}), Object.keys(r.metric.labels ?? {}), r.metric.name);
+    }
+  }
+});
+
+test('the knob table is struct settings after its header, field for field', () => {
+  const members = btf.struct('settings').members;
+  assert.deepEqual(members.slice(0, 2).map((m) => m.name), ['flags', 'layout_version']);
+  assert.deepEqual(KNOBS.map((k) => k.c), members.slice(2).map((m) => m.name));
+  assert.ok(members.slice(2).every((m) => m.size === 4), 'every knob is a __u32');
+  for (const k of KNOBS) {
+    assert.ok(k.default >= 0 && k.default <= k.max, `${k.field}: default within bounds`);
+    assert.ok(k.max <= 2 ** 31 - 1, `${k.field}: bound fits a __u32 and a JS integer flag`);
+  }
+});
+
+test('a policy is validated against the knob bounds, and worded from the knob rows', () => {
+  for (const k of KNOBS) {
+    assert.doesNotThrow(() => validatePolicy({ ports: null, ranges: null, [k.field]: k.max }));
+    assert.throws(() => validatePolicy({ ports: null, ranges: null, [k.field]: k.max + 1 }), new RegExp(`bad ${k.flag.replaceAll('-', ' ')}`));
+    assert.throws(() => validatePolicy({ ports: null, ranges: null, [k.field]: -1 }), /want 0\.\./);
+  }
+  assert.equal(
+    formatPolicy({ ports: null, ranges: null }),
+    "ports all; addresses all; queue limit the receiver's SO_RCVBUF if set, else 134217728 bytes; small-write rule off; " +
+      'short connections: services whose sockets sent under 2 messages each on average stay on TCP',
+  );
+  assert.equal(
+    formatPolicy({ ports: [80], ranges: ['10.0.0.0/8'], queueLimit: 0, smallWrite: 4096, smallBacklog: 1000, shortMessages: 0, flowControl: false }),
+    "ports 80; addresses 10.0.0.0/8; queue limit the receiver's SO_RCVBUF if set, else tcp_rmem[2]; " +
+      'small-write rule senders whose writes average under 4096 B go by TCP once over 1000 B are queued; short connections: off; flow control OFF',
+  );
 });

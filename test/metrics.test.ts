@@ -169,3 +169,21 @@ test('--metrics-addr parsing', async () => {
     assert.throws(() => parseHostPort(bad), /--metrics-addr wants HOST:PORT/, bad);
   }
 });
+
+test('every row of the counter table is a metric series carrying its counter', async () => {
+  const { createMetrics } = await import('../src/observe/run.js');
+  const { COUNTERS, zeroCounters } = await import('../src/core/counters.js');
+  const counters = zeroCounters();
+  COUNTERS.forEach((row, i) => {
+    counters[row.name] = 1000 + i;
+  });
+  const registry = createMetrics(() => ({ loaded: true, counters, mapEntries: 4, mapCapacity: 8, connections: 2 }));
+  const text = await registry.metrics();
+  for (const [i, row] of COUNTERS.entries()) {
+    const labels = Object.entries((row.metric as { labels?: Record<string, string> }).labels ?? {});
+    const series = labels.length ? `${row.metric.name}{${labels.map(([k, v]) => `${k}="${v}"`).join(',')}}` : row.metric.name;
+    assert.ok(text.split('\n').includes(`${series} ${1000 + i}`), `${series} ${1000 + i} in:\n${text}`);
+    assert.match(text, new RegExp(`^# TYPE ${row.metric.name} ${row.kind}$`, 'm'));
+  }
+  assert.ok(text.split('\n').includes('sockbypass_map_fill_ratio 0.5'));
+});

@@ -24,7 +24,7 @@ import { withSandbox, waitFor, type Sandbox, type Started } from './support/sand
 import { createNetns, createVeth, netnsNames, startInNetns, strayVeths } from './support/netns.js';
 import { load } from '../src/core/load.js';
 import { withPinnedState } from '../src/core/state.js';
-import { listSockets, pairSockets } from '../src/observe/connections.js';
+import { listSockets, pairSockets } from '../src/core/sockhash.js';
 import {
   LONG,
   NETNS_BLIND_OBJECT,

@@ -5,7 +5,7 @@ import { DEFAULT_PAIRS, DEFAULT_SECONDS, QUICK_PAIRS, QUICK_SECONDS } from '../b
 import { renderBenchReport, writeBenchOutputs } from '../bench/render.js';
 import { runBench } from '../bench/runner.js';
 import { QUICK_WORKLOADS, WORKLOADS } from '../bench/workloads.js';
-import { parsePolicyFlags, parsePositiveInt, RULE_OPTIONS } from './parse.js';
+import { KNOB_FLAG_LIST, KNOB_OPTIONS, KNOB_SYNOPSIS, parsePolicyFlags, parsePositiveInt } from './parse.js';
 import { ALLOW_ALL } from '../core/policy.js';
 import { str, toJson, type Command } from './command.js';
 
@@ -16,7 +16,7 @@ export const benchCommand: Command = {
   name: 'bench',
   summary: 'measure throughput, latency, connection rate and packets on lo with the bypass on vs off',
   usage: `sockbypass bench [--quick] [--pairs N] [--seconds S] [--only LIST] [--out DIR] [--no-reference] [--json]
-                 [--queue-limit B] [--small-write B] [--small-backlog B] [--short-messages N]
+                 ${KNOB_SYNOPSIS}
   Runs each workload with the bypass on and off, interleaved in pairs (on-off, off-on, ...),
   in a cgroup and pin folder of its own (sockbypass-bench-<pid>), and removes both at the end,
   also on Ctrl-C. Runs that were not what they claim (on without redirection, off with
@@ -30,7 +30,7 @@ export const benchCommand: Command = {
                   DIR/bench.svg (on/off ratio chart) and DIR/bench.txt (the table)
   --no-reference  skip the AF_UNIX reference runs (sbload) and their same-tool TCP check
   --json          print the JSON report instead of the table
-  --queue-limit, --small-write, --small-backlog, --short-messages
+  ${KNOB_FLAG_LIST}
                   the policy every ON run loads with, as for \`load\` (default: load's defaults)
 Progress goes to stderr. Exit 0 when every row has a valid pair, 1 when some row has none
 or cleanup failed, 130/143 when interrupted (after cleaning up).`,
@@ -41,7 +41,7 @@ or cleanup failed, 130/143 when interrupted (after cleaning up).`,
     only: { type: 'string' },
     out: { type: 'string' },
     'no-reference': { type: 'boolean' },
-    ...RULE_OPTIONS,
+    ...KNOB_OPTIONS,
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },

@@ -17,13 +17,17 @@ import { runCommand } from './run.js';
 import { benchCommand } from './bench.js';
 import { demoCommand } from './demo.js';
 
-const COMMANDS: Command[] = [loadCommand, unloadCommand, statusCommand, policyCommand];
-COMMANDS.push(traceCommand, connectionsCommand, runCommand);
-COMMANDS.push(benchCommand, demoCommand);
-
-export function registerCommand(command: Command): void {
-  COMMANDS.push(command);
-}
+const COMMANDS: readonly Command[] = [
+  loadCommand,
+  unloadCommand,
+  statusCommand,
+  policyCommand,
+  traceCommand,
+  connectionsCommand,
+  runCommand,
+  benchCommand,
+  demoCommand,
+];
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

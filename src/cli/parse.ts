@@ -2,17 +2,47 @@
 import { usage } from '../errors.js';
 import type { Policy } from '../core/policy.js';
 import { validatePolicy } from '../core/policy.js';
+import { KNOBS, type KnobSpec } from '../core/knobs.js';
 import type { Options } from './command.js';
 
-/** The data plane's rule settings, flags of load, policy, run and bench: [flag, Policy field, unit, what 0 means]. */
-const RULE_FLAGS = [
-  ['queue-limit', 'queueLimit', 'a byte count', 'tcp_rmem[2]'],
-  ['small-write', 'smallWrite', 'a byte count', 'off'],
-  ['small-backlog', 'smallBacklog', 'a byte count', 'any backlog'],
-  ['short-messages', 'shortMessages', 'a message count', 'off'],
-] as const;
+/** The knobs' flags (core/knobs.ts), taken by load, policy, run and bench. */
+export const KNOB_OPTIONS: Options = Object.fromEntries(KNOBS.map(({ flag }) => [flag, { type: 'string' as const }]));
 
-export const RULE_OPTIONS: Options = Object.fromEntries(RULE_FLAGS.map(([flag]) => [flag, { type: 'string' as const }]));
+const metavar = (knob: KnobSpec) => (knob.unit === 'bytes' ? 'B' : 'N');
+
+/** "[--queue-limit B] [--small-write B] ...", for a usage synopsis. */
+export const KNOB_SYNOPSIS = KNOBS.map((k) => `[--${k.flag} ${metavar(k)}]`).join(' ');
+
+/** "--queue-limit, --small-write, ...". */
+export const KNOB_FLAG_LIST = KNOBS.map((k) => `--${k.flag}`).join(', ');
+
+function amount(value: number, unit: KnobSpec['unit']): string {
+  const MiB = 1024 * 1024;
+  return unit === 'bytes' && value >= MiB && value % MiB === 0 ? `${value / MiB} MiB` : String(value);
+}
+
+/** Word-wrap `text` to `width` columns, every line after the first indented by `indent`. */
+function wrap(text: string, indent: number, width: number): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && indent + line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  lines.push(line);
+  return lines.join(`\n${' '.repeat(indent)}`);
+}
+
+/** One usage entry per knob: flag, what it does, its default and what 0 means; `column` is where the text starts. */
+export function knobUsage(column: number, width = 92): string {
+  return KNOBS.map((k) => {
+    const head = `  --${k.flag} ${metavar(k)}`.padEnd(column);
+    const zero = k.default === 0 ? `default 0: ${k.zero}` : `default ${amount(k.default, k.unit)}; 0: ${k.zero}`;
+    return head + wrap(`${k.help} (${zero})`, column, width);
+  }).join('\n');
+}
 
 export function parsePositiveInt(name: string, text: string | undefined, max = 2 ** 31 - 1): number | undefined {
   if (text === undefined) return undefined;
@@ -31,7 +61,11 @@ export function parsePorts(text: string): number[] {
   });
 }
 
-/** Policy from --ports/--ranges/--all-ports/--all-ranges; undefined parts stay as they are. */
+/**
+ * Policy from --ports/--ranges/--all-ports/--all-ranges and the knobs' flags;
+ * undefined parts stay as they are. The result is validated here, at the
+ * edge, so a command fails before it does any work.
+ */
 export function parsePolicyFlags(
   values: Record<string, unknown>,
   current: Policy,
@@ -57,11 +91,13 @@ export function parsePolicyFlags(
     policy.ranges = null;
     changed = true;
   }
-  for (const [flag, field, unit, zero] of RULE_FLAGS) {
-    const text = values[flag];
+  for (const knob of KNOBS) {
+    const text = values[knob.flag];
     if (typeof text !== 'string') continue;
-    if (!/^\d+$/.test(text)) throw usage(`--${flag} wants ${unit} (0: ${zero}), got ${JSON.stringify(text)}`);
-    policy[field] = Number(text);
+    if (!/^\d+$/.test(text)) {
+      throw usage(`--${knob.flag} wants a whole number of ${knob.unit} (0: ${knob.zero}), got ${JSON.stringify(text)}`);
+    }
+    policy[knob.field] = Number(text);
     changed = true;
   }
   validatePolicy(policy);

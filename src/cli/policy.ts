@@ -3,18 +3,20 @@ import { checkPrivileges } from '../os/preflight.js';
 import { formatPolicy, readPolicy, writePolicy } from '../core/policy.js';
 import { withPinnedState } from '../core/state.js';
 import { COMMON, str, toJson, type Command } from './command.js';
-import { parsePolicyFlags, RULE_OPTIONS } from './parse.js';
+import { KNOB_OPTIONS, KNOB_SYNOPSIS, parsePolicyFlags } from './parse.js';
 
 export const policyCommand: Command = {
   name: 'policy',
   summary: 'show or change which connections are accelerated, at runtime (new connections only)',
-  usage: `sockbypass policy [--ports P,P.. | --all-ports] [--ranges CIDR,.. | --all-ranges] [--queue-limit B] [--small-write B] [--small-backlog B] [--short-messages N] [--pin-dir DIR] [--json]
-  with no flags it prints the policy in force`,
+  usage: `sockbypass policy [--ports P,P.. | --all-ports] [--ranges CIDR,.. | --all-ranges]
+                  ${KNOB_SYNOPSIS}
+                  [--pin-dir DIR] [--json]
+  with no flags it prints the policy in force; the flags are load's (sockbypass load --help)`,
   options: {
     ...COMMON,
     ports: { type: 'string' },
     ranges: { type: 'string' },
-    ...RULE_OPTIONS,
+    ...KNOB_OPTIONS,
     'all-ports': { type: 'boolean' },
     'all-ranges': { type: 'boolean' },
   },

@@ -2,7 +2,7 @@ import { ALLOW_ALL, formatPolicy } from '../core/policy.js';
 import { DEFAULT_METRICS_ADDR, startAgent } from '../observe/run.js';
 import { COMMON, str, type Command } from './command.js';
 import { stopSignal } from './live.js';
-import { parsePolicyFlags, parsePositiveInt } from './parse.js';
+import { KNOB_SYNOPSIS, parsePolicyFlags, parsePositiveInt } from './parse.js';
 import { eventPrinter } from './trace.js';
 import { LOAD_OPTIONS } from './load.js';
 
@@ -10,7 +10,7 @@ export const runCommand: Command = {
   name: 'run',
   summary: 'foreground agent: load (or adopt a load), serve Prometheus metrics, unload on exit',
   usage: `sockbypass run [--cgroup PATH] [--pin-dir DIR] [--ports P,P..] [--ranges CIDR,..]
-               [--queue-limit B] [--small-write B] [--small-backlog B] [--short-messages N]
+               ${KNOB_SYNOPSIS}
                [--max-entries N] [--object FILE] [--metrics-addr HOST:PORT]
                [--log-events [--json] [--no-owners]] [--keep]
   Loads like \`sockbypass load\` (or adopts a load already pinned at --pin-dir),

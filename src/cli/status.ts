@@ -1,25 +1,19 @@
-import { readCounters, status } from '../core/status.js';
+import { status } from '../core/status.js';
+import { COUNTERS, readCounters, type CounterName, type CounterSpec, type Counters } from '../core/counters.js';
 import { formatPolicy } from '../core/policy.js';
 import { COMMON, str, toJson, type Command, type Output } from './command.js';
-import type { Counters } from '../core/layout.js';
 import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
 import { pinState } from '../core/pins.js';
 import { PinnedState } from '../core/state.js';
 import { usage } from '../errors.js';
 import { stopSignal, timeOfDay } from './live.js';
 
+/** Width of the label column of `status` and `status --watch` (the longest counter label, and room). */
+const LABEL = 26;
+
+/** One line per counter of the table, as `status` prints them. */
 export function formatCounters(c: Counters): string {
-  return [
-    `  sockets accelerated   ${c.socketsInserted}  (closed since: ${c.socketsClosed})`,
-    `  insert failures       map full ${c.insertMapFull}, exists ${c.insertExists}, other ${c.insertOther}`,
-    `  skipped by policy     ${c.policySkipped}`,
-    `  redirected            ${c.messagesRedirected} messages, ${c.bytesRedirected} bytes`,
-    `  redirect misses       ${c.redirectMisses} messages, ${c.bytesPassed} bytes passed to TCP`,
-    `  flow control          ${c.flowToTcp} switches to TCP (receiver behind), ${c.flowReturns} back; ${c.flowMessages} messages, ${c.flowBytes} bytes sent so`,
-    `  sticky TCP            ${c.stickyTcp} sockets (missed their peer; TCP keeps byte order)`,
-    `  short connections     ${c.shortSkipped} sockets left on TCP (their service's connections are short)`,
-    `  events lost           ${c.eventsLost}`,
-  ].join('\n');
+  return COUNTERS.map(({ name, label }) => `  ${label.padEnd(LABEL)}${c[name]}`).join('\n');
 }
 
 export const statusCommand: Command = {
@@ -45,11 +39,13 @@ export const statusCommand: Command = {
     out.write(
       [
         `sockbypass is loaded`,
-        `  cgroup                ${s.cgroup}`,
-        `  pins                  ${s.pinDir}`,
-        `  programs              sock_ops id ${p?.sockOps.id}, sk_msg id ${p?.skMsg.id}`,
-        `  policy                ${s.policy ? formatPolicy(s.policy) : '?'}`,
-        `  sockhash              ${s.map?.entries} of ${s.map?.maxEntries} entries`,
+        ...[
+          ['cgroup', s.cgroup],
+          ['pins', s.pinDir],
+          ['programs', `sock_ops id ${p?.sockOps.id}, sk_msg id ${p?.skMsg.id}`],
+          ['policy', s.policy ? formatPolicy(s.policy) : '?'],
+          ['sockhash', `${s.map?.entries} of ${s.map?.maxEntries} entries`],
+        ].map(([label, value]) => `  ${String(label).padEnd(LABEL)}${value}`),
         formatCounters(s.counters),
       ].join('\n') + '\n',
     );
@@ -68,25 +64,6 @@ function parseInterval(text: string | undefined): number {
 
 type Rates = Record<keyof Counters, number>;
 
-const WATCH_ROWS: ReadonlyArray<[string, keyof Counters]> = [
-  ['sockets accelerated', 'socketsInserted'],
-  ['sockets closed', 'socketsClosed'],
-  ['insert failed: map full', 'insertMapFull'],
-  ['insert failed: exists', 'insertExists'],
-  ['insert failed: other', 'insertOther'],
-  ['skipped by policy', 'policySkipped'],
-  ['messages redirected', 'messagesRedirected'],
-  ['bytes redirected', 'bytesRedirected'],
-  ['redirect misses', 'redirectMisses'],
-  ['bytes passed to TCP', 'bytesPassed'],
-  ['flow control: messages', 'flowMessages'],
-  ['flow control: bytes', 'flowBytes'],
-  ['flow: sockets to TCP', 'flowToTcp'],
-  ['sticky TCP sockets', 'stickyTcp'],
-  ['short: sockets on TCP', 'shortSkipped'],
-  ['events lost', 'eventsLost'],
-];
-
 /** One refresh of status --watch, as text. */
 export function formatWatch(
   c: Counters,
@@ -95,12 +72,13 @@ export function formatWatch(
   when: Date,
   intervalS: number,
 ): string {
-  const rate = (k: keyof Counters) => (rates ? rates[k].toFixed(1) : '-');
+  // A gauge goes up and down: its rate would say nothing.
+  const rate = (row: CounterSpec) => (rates && row.kind === 'counter' ? rates[row.name as CounterName].toFixed(1) : '-');
   const lines = [
     `sockbypass at ${timeOfDay(when)}, every ${intervalS} s (Ctrl-C to stop)`,
-    `  sockhash                    ${map.entries} of ${map.maxEntries} entries`,
-    `  ${'counter'.padEnd(26)}${'total'.padStart(16)}${'per second'.padStart(14)}`,
-    ...WATCH_ROWS.map(([label, k]) => `  ${label.padEnd(26)}${String(c[k]).padStart(16)}${rate(k).padStart(14)}`),
+    `  ${'sockhash'.padEnd(LABEL)}${map.entries} of ${map.maxEntries} entries`,
+    `  ${'counter'.padEnd(LABEL)}${'total'.padStart(16)}${'per second'.padStart(14)}`,
+    ...COUNTERS.map((row) => `  ${row.label.padEnd(LABEL)}${String(c[row.name]).padStart(16)}${rate(row).padStart(14)}`),
   ];
   return lines.join('\n') + '\n';
 }

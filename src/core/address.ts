@@ -30,7 +30,9 @@ export function parseAddress(text: string): Buffer {
   const missing = 8 - headGroups.length - restGroups.length;
   const groups = rest === undefined ? headGroups : [...headGroups, ...Array<string>(missing).fill('0'), ...restGroups];
   const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  groups.forEach((g, i) => {
+    out.writeUInt16BE(parseInt(g, 16), i * 2);
+  });
   if (tail4) tail4.copy(out, 12);
   return out;
 }

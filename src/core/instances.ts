@@ -6,12 +6,8 @@
  */
 import { closeSync, constants, existsSync, openSync, readdirSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { BPF, fn } from '../libbpf/ffi.js';
-import { attachedProgramIds } from '../libbpf/query.js';
-import { linkInfo } from '../libbpf/info.js';
-import { programInfoById } from '../libbpf/program.js';
-import { cgroup2Mount } from '../os/cgroup.js';
-import { mountsOfType } from '../os/cgroup.js';
+import { openPinnedLinkIfAny, programInfoById, sockOpsProgramIds } from '../libbpf/index.js';
+import { cgroup2Mount, mountsOfType } from '../os/cgroup.js';
 
 export interface OtherInstance {
   cgroup: string;
@@ -32,7 +28,7 @@ function sockbypassProgramsAt(dir: string): number[] {
     return [];
   }
   try {
-    return attachedProgramIds(fd, BPF.CGROUP_SOCK_OPS, dir).filter((id) => programName(id).startsWith('sockbypass'));
+    return sockOpsProgramIds(fd, dir).filter((id) => programName(id).startsWith('sockbypass'));
   } finally {
     closeSync(fd);
   }
@@ -67,16 +63,17 @@ function pinDirOf(programId: number): string | undefined {
       continue;
     }
     for (const name of names) {
-      const link = join(mount, name, 'link_sockops');
-      if (!existsSync(link)) continue;
-      const fd = fn.bpf_obj_get(link) as number;
-      if (fd < 0) continue;
+      const path = join(mount, name, 'link_sockops');
+      if (!existsSync(path)) continue;
       try {
-        if (linkInfo(fd).programId === programId) return join(mount, name);
+        const link = openPinnedLinkIfAny(path, 'sock_ops');
+        try {
+          if (link?.info().programId === programId) return join(mount, name);
+        } finally {
+          link?.close();
+        }
       } catch {
-        // not a link
-      } finally {
-        closeSync(fd);
+        // not a link, or not ours to open
       }
     }
   }

@@ -5,6 +5,7 @@
  */
 import { StructCodec } from './codec.js';
 import { formatAddress, parseAddress } from './address.js';
+import { KNOBS, type Knobs } from './knobs.js';
 
 /** Must equal SOCKBYPASS_LAYOUT_VERSION in bpf/sockbypass.h (checked by test). */
 export const LAYOUT_VERSION = 7;
@@ -78,26 +79,16 @@ export function samePair(a: SocketKey, b: SocketKey): boolean {
 
 export const SETTINGS_FLAGS = { portFilter: 1 << 0, addressFilter: 1 << 1, noFlowControl: 1 << 2 } as const;
 
-export interface Settings {
+/** struct settings: a header, then the knobs (knobs.ts) in the C order. */
+export interface Settings extends Knobs {
   flags: number;
   layoutVersion: number;
-  /** Bytes a receiver without its own SO_RCVBUF may have queued before its sender switches to TCP; 0: tcp_rmem[2]. */
-  queueLimit: number;
-  /** Writes averaging under this many bytes ... */
-  smallWrite: number;
-  /** ... while more than this many wait at the receiver: a small-write stream, sent by TCP. */
-  smallBacklog: number;
-  /** Services whose sockets sent fewer messages than this on average keep new connections on TCP; 0: off. */
-  shortMessages: number;
 }
 
 export const settingsCodec = new StructCodec<Settings>('settings', [
   { name: 'flags', c: 'flags', type: 'u32' },
   { name: 'layoutVersion', c: 'layout_version', type: 'u32' },
-  { name: 'queueLimit', c: 'queue_limit', type: 'u32' },
-  { name: 'smallWrite', c: 'small_write', type: 'u32' },
-  { name: 'smallBacklog', c: 'small_backlog', type: 'u32' },
-  { name: 'shortMessages', c: 'short_messages', type: 'u32' },
+  ...KNOBS.map(({ field, c }) => ({ name: field, c, type: 'u32' as const })),
 ]);
 
 interface RawAddrRange {
@@ -110,84 +101,8 @@ export const addrRangeCodec = new StructCodec<RawAddrRange>('addr_range', [
   { name: 'addr', c: 'addr', type: { array: 'u32', length: 4 } },
 ]);
 
-/** Summed over CPUs. Counts since load; `--replace` keeps them. */
-export interface Counters {
-  socketsInserted: number;
-  insertMapFull: number;
-  insertExists: number;
-  insertOther: number;
-  policySkipped: number;
-  socketsClosed: number;
-  messagesRedirected: number;
-  bytesRedirected: number;
-  redirectMisses: number;
-  bytesPassed: number;
-  eventsLost: number;
-  /** Messages (and bytes) sent by TCP by sockets that flow control switched there. */
-  flowMessages: number;
-  flowBytes: number;
-  /** Switches to TCP: the receiver fell behind (queue limit, small-write stream); see flowReturns. */
-  flowToTcp: number;
-  /** Sockets that missed their peer and stay on TCP to keep byte order. */
-  stickyTcp: number;
-  /** Sockets left on TCP because their service's recent connections were short. */
-  shortSkipped: number;
-  /** Connections whose two ends both joined the sockhash. */
-  pairsJoined: number;
-  /** Sockets left on TCP: the peer is no socket of this load on this host (other hosts, outside the cgroup). */
-  leftNoPeer: number;
-  /** Sockets left on TCP: the peer's end did not join (its policy, TCP Fast Open order). */
-  leftPeerDeclined: number;
-  /** Active ends taken out of the map again because their passive end could not join. */
-  pairUnjoined: number;
-  /** Switches back from TCP to the redirect: the receiver caught up. */
-  flowReturns: number;
-}
-
-const COUNTER_FIELDS: ReadonlyArray<[keyof Counters, string]> = [
-  ['socketsInserted', 'sockets_inserted'],
-  ['insertMapFull', 'insert_map_full'],
-  ['insertExists', 'insert_exists'],
-  ['insertOther', 'insert_other'],
-  ['policySkipped', 'policy_skipped'],
-  ['socketsClosed', 'sockets_closed'],
-  ['messagesRedirected', 'messages_redirected'],
-  ['bytesRedirected', 'bytes_redirected'],
-  ['redirectMisses', 'redirect_misses'],
-  ['bytesPassed', 'bytes_passed'],
-  ['eventsLost', 'events_lost'],
-  ['flowMessages', 'flow_messages'],
-  ['flowBytes', 'flow_bytes'],
-  ['flowToTcp', 'flow_to_tcp'],
-  ['stickyTcp', 'sticky_tcp'],
-  ['shortSkipped', 'short_skipped'],
-  ['pairsJoined', 'pairs_joined'],
-  ['leftNoPeer', 'left_no_peer'],
-  ['leftPeerDeclined', 'left_peer_declined'],
-  ['pairUnjoined', 'pair_unjoined'],
-  ['flowReturns', 'flow_returns'],
-];
-
-type RawCounters = Record<keyof Counters, bigint>;
-
-export const countersCodec = new StructCodec<RawCounters>(
-  'counters',
-  COUNTER_FIELDS.map(([name, c]) => ({ name, c, type: 'u64' as const })),
-);
-
-export function zeroCounters(): Counters {
-  return Object.fromEntries(COUNTER_FIELDS.map(([name]) => [name, 0])) as unknown as Counters;
-}
-
-/** Sum the per-CPU copies of the counters struct. */
-export function sumCounters(perCpu: readonly Buffer[]): Counters {
-  const total = zeroCounters();
-  for (const buf of perCpu) {
-    const raw = countersCodec.decode(buf);
-    for (const [name] of COUNTER_FIELDS) total[name] += Number(raw[name]);
-  }
-  return total;
-}
+// struct counters has its table and codec in counters.ts; re-exported here with the other structs' codecs.
+export { countersCodec, sumCounters, zeroCounters, type Counters } from './counters.js';
 
 /** Values of enum event_type (checked against BTF). */
 export const EVENT_TYPES = {

@@ -30,7 +30,7 @@ import {
 } from '../errors.js';
 import { otherInstancesCovering } from './instances.js';
 import { MAP_NAMES, PROGRAMS, pinPath, pinState, type MapName } from './pins.js';
-import { ALLOW_ALL, validatePolicy, writePolicy, type Policy } from './policy.js';
+import { ALLOW_ALL, validatePolicy, writeValidPolicy, type Policy } from './policy.js';
 import { checkKernel, checkPrivileges } from '../os/preflight.js';
 import { DEFAULT_OBJECT } from './paths.js';
 import { PinnedState } from './state.js';
@@ -154,7 +154,7 @@ function loadFresh(pinDir: string, objectPath: string, cgroupDir: string, option
   let createdDir = false;
   try {
     const maps = Object.fromEntries(MAP_NAMES.map((n) => [n, obj.map(n)])) as Record<MapName, BpfMap>;
-    writePolicy(maps, options.policy ?? ALLOW_ALL);
+    writeValidPolicy(maps, options.policy ?? ALLOW_ALL);
 
     // sk_msg first: a socket inserted before its map has a verdict program would never be redirected.
     const skMsg = obj.program(PROGRAMS.skMsg);
@@ -169,8 +169,9 @@ function loadFresh(pinDir: string, objectPath: string, cgroupDir: string, option
       mkdirSync(pinDir);
       createdDir = true;
     }
-    for (const name of MAP_NAMES) {
-      maps[name].pin(pinPath(pinDir, name));
+    // Every map of the object, not only those user space reads: replace reuses them all.
+    for (const name of obj.mapNames()) {
+      obj.map(name).pin(pinPath(pinDir, name));
       pinned.push(pinPath(pinDir, name));
     }
     skMsgLink.pin(pinPath(pinDir, 'link_sk_msg'));
@@ -206,12 +207,32 @@ function attach(body: () => Link): Link {
   }
 }
 
-/** Load new programs against the pinned maps and swap them into the pinned links. */
+/**
+ * Load new programs against the pinned maps and swap them into the pinned
+ * links. A map the new object has and the load has not (the data plane grew
+ * one) is created, and pinned before the swap.
+ */
 function replacePrograms(state: PinnedState, objectPath: string): LoadResult {
-  const obj = loadOurObject(objectPath, (o) => {
-    for (const name of MAP_NAMES) o.reuseMap(name, state.maps[name].fd);
-  });
+  const reused: BpfMap[] = [];
+  const added: string[] = [];
+  const pinned: string[] = [];
+  let obj: BpfObject | undefined;
   try {
+    obj = loadOurObject(objectPath, (o) => {
+      for (const name of o.mapNames()) {
+        const map = BpfMap.openPinnedIfMap(pinPath(state.pinDir, name));
+        if (!map) {
+          added.push(name);
+          continue;
+        }
+        reused.push(map);
+        o.reuseMap(name, map.fd);
+      }
+    });
+    for (const name of added) {
+      obj.map(name).pin(pinPath(state.pinDir, name));
+      pinned.push(pinPath(state.pinDir, name));
+    }
     const skMsg = obj.program(PROGRAMS.skMsg);
     const sockOps = obj.program(PROGRAMS.sockOps);
     state.links.link_sk_msg.update(skMsg.fd);
@@ -222,8 +243,11 @@ function replacePrograms(state: PinnedState, objectPath: string): LoadResult {
       cgroup: describeCgroup(state),
       programIds: { sockOps: sockOps.info().id, skMsg: skMsg.info().id },
     };
+  } catch (err) {
+    for (const path of pinned.reverse()) unpinPath(path);
+    throw err;
   } finally {
-    obj.close();
+    for (const map of reused) map.close();
+    obj?.close();
   }
 }
-

@@ -2,10 +2,10 @@
 import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
 import { cgroupPathById } from '../os/cgroup.js';
 import { programInfoById } from '../libbpf/index.js';
-import { sumCounters, zeroCounters, type Counters } from './layout.js';
+import { readCounters, zeroCounters, type Counters } from './counters.js';
 import { pinState } from './pins.js';
 import { readPolicy, type Policy } from './policy.js';
-import { PinnedState, withPinnedState } from './state.js';
+import { withPinnedState } from './state.js';
 
 export interface ProgramStatus {
   id: number;
@@ -27,11 +27,6 @@ export interface Status {
 function programStatus(id: number): ProgramStatus {
   const info = programInfoById(id);
   return info ? { id, name: info.name, tag: info.tag } : { id, name: '?', tag: '?' };
-}
-
-export function readCounters(state: PinnedState): Counters {
-  const perCpu = state.maps.counters.lookupPerCpu(Buffer.alloc(4));
-  return perCpu ? sumCounters(perCpu) : zeroCounters();
 }
 
 export function status(options: { pinDir?: string } = {}): Status {
@@ -57,4 +52,3 @@ export function status(options: { pinDir?: string } = {}): Status {
     return result;
   });
 }
-

@@ -5,12 +5,12 @@
  * nothing here deletes a map entry.
  */
 import { existsSync, readdirSync, rmdirSync } from 'node:fs';
-import { openPinnedLinkIfAny, unpinPath } from '../libbpf/index.js';
+import { BpfMap, openPinnedLinkIfAny, unpinPath } from '../libbpf/index.js';
 import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
-import { LINK_NAMES, MAP_NAMES, pinPath, pinState } from './pins.js';
+import { LINK_NAMES, pinPath, pinState } from './pins.js';
 import { checkPrivileges } from '../os/preflight.js';
 import { PinnedState } from './state.js';
-import { listSockets, pairSockets } from '../observe/connections.js';
+import { listSockets, pairSockets } from './sockhash.js';
 import { otherVersionLoaded, SockbypassError, EXIT } from '../errors.js';
 
 export interface UnloadOptions {
@@ -41,8 +41,21 @@ function detachPinnedLinks(pinDir: string): void {
   }
 }
 
+/**
+ * Remove the links' pins, then every map pinned by its own name (a load pins
+ * all its object's maps so), whichever version of the data plane made them.
+ */
 function removePins(pinDir: string): void {
-  for (const name of [...LINK_NAMES, ...MAP_NAMES]) unpinPath(pinPath(pinDir, name));
+  for (const name of LINK_NAMES) unpinPath(pinPath(pinDir, name));
+  for (const name of existsSync(pinDir) ? readdirSync(pinDir) : []) {
+    const path = pinPath(pinDir, name);
+    const map = BpfMap.openPinnedIfMap(path);
+    if (!map) continue;
+    // The kernel keeps the first 15 characters of a map's name.
+    const pinnedByName = map.name === name.slice(0, 15);
+    map.close();
+    if (pinnedByName) unpinPath(path);
+  }
   if (existsSync(pinDir) && readdirSync(pinDir).length === 0) rmdirSync(pinDir);
 }
 

@@ -35,7 +35,7 @@ koffi.opaque('ring_buffer');
 /** libbpf's print callback; on x86_64 and arm64 a va_list argument arrives as a pointer. */
 export const PrintFn = koffi.proto('int libbpf_print_fn(int level, const char *fmt, void *args)');
 
-/** libbpf's ring_buffer_sample_fn: called once per record during ring_buffer__consume/poll. */
+/** libbpf's ring_buffer_sample_fn: called once per record during ring_buffer__consume. */
 export const RingBufferSampleFn = koffi.proto('int ring_buffer_sample_fn(void *ctx, void *data, size_t size)');
 
 /** The prefix of struct bpf_object_open_opts (libbpf 1.1) that sockbypass sets. */
@@ -71,11 +71,15 @@ export const fn = {
   bpf_object__close: lib.func('void bpf_object__close(bpf_object *obj)'),
   bpf_object__find_program_by_name: lib.func('bpf_program *bpf_object__find_program_by_name(bpf_object *obj, const char *name)'),
   bpf_object__find_map_by_name: lib.func('bpf_map *bpf_object__find_map_by_name(bpf_object *obj, const char *name)'),
+  bpf_object__next_map: lib.func('bpf_map *bpf_object__next_map(const bpf_object *obj, const bpf_map *map)'),
+  bpf_object__next_program: lib.func('bpf_program *bpf_object__next_program(const bpf_object *obj, bpf_program *prog)'),
 
   bpf_program__fd: lib.func('int bpf_program__fd(bpf_program *prog)'),
   bpf_program__name: lib.func('const char *bpf_program__name(bpf_program *prog)'),
 
   bpf_map__fd: lib.func('int bpf_map__fd(bpf_map *map)'),
+  bpf_map__name: lib.func('const char *bpf_map__name(const bpf_map *map)'),
+  bpf_map__is_internal: lib.func('bool bpf_map__is_internal(const bpf_map *map)'),
   bpf_map__set_max_entries: lib.func('int bpf_map__set_max_entries(bpf_map *map, uint32 max_entries)'),
   bpf_map__reuse_fd: lib.func('int bpf_map__reuse_fd(bpf_map *map, int fd)'),
 
@@ -91,16 +95,12 @@ export const fn = {
   bpf_link_create: lib.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
   bpf_link_detach: lib.func('int bpf_link_detach(int link_fd)'),
   bpf_link_update: lib.func('int bpf_link_update(int link_fd, int new_prog_fd, const bpf_link_update_opts *opts)'),
-  bpf_prog_attach: lib.func('int bpf_prog_attach(int prog_fd, int target_fd, int type, uint32 flags)'),
-  bpf_prog_detach2: lib.func('int bpf_prog_detach2(int prog_fd, int target_fd, int type)'),
   bpf_prog_get_fd_by_id: lib.func('int bpf_prog_get_fd_by_id(uint32 id)'),
   bpf_prog_query: lib.func(
     'int bpf_prog_query(int target_fd, int type, uint32 query_flags, _Out_ uint32 *attach_flags, _Out_ uint32 *prog_ids, _Inout_ uint32 *prog_cnt)',
   ),
-  bpf_map_get_fd_by_id: lib.func('int bpf_map_get_fd_by_id(uint32 id)'),
 
   ring_buffer__new: lib.func('ring_buffer *ring_buffer__new(int map_fd, ring_buffer_sample_fn *sample_cb, void *ctx, const void *opts)'),
-  ring_buffer__poll: lib.func('int ring_buffer__poll(ring_buffer *rb, int timeout_ms)'),
   ring_buffer__consume: lib.func('int ring_buffer__consume(ring_buffer *rb)'),
   ring_buffer__free: lib.func('void ring_buffer__free(ring_buffer *rb)'),
 

@@ -16,3 +16,5 @@ export {
 } from './errors.js';
 export { setLibbpfLogHandler, captureLibbpfLog, type LibbpfLevel, type LibbpfLogHandler } from './log.js';
 export { RingBuffer, type RecordHandler, type RingBufferOptions } from './ringbuf.js';
+export { sockOpsProgramIds } from './query.js';
+export { sockhashSupported } from './probe.js';

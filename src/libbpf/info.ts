@@ -4,7 +4,7 @@
  * buffer and fills what fits. Offsets are the kernel UAPI's
  * (include/uapi/linux/bpf.h), stable by the UAPI promise.
  */
-import { fn } from './ffi.js';
+import { BPF, fn } from './ffi.js';
 import { check } from './errors.js';
 
 function infoOf(fd: number, size: number, what: string): Buffer {
@@ -71,17 +71,14 @@ export interface LinkInfo {
   attachType: number;
 }
 
-const LINK_TYPE_CGROUP = 3;
-const LINK_TYPE_SOCKMAP = 14;
-
 export function linkInfo(fd: number): LinkInfo {
   const b = infoOf(fd, 32, 'link');
   const type = b.readUInt32LE(0);
   const base = { type, id: b.readUInt32LE(4), programId: b.readUInt32LE(8) };
-  if (type === LINK_TYPE_CGROUP) {
+  if (type === BPF.LINK_TYPE_CGROUP) {
     return { ...base, cgroupId: b.readBigUInt64LE(16), attachType: b.readUInt32LE(24) };
   }
-  if (type === LINK_TYPE_SOCKMAP) {
+  if (type === BPF.LINK_TYPE_SOCKMAP) {
     return { ...base, mapId: b.readUInt32LE(16), attachType: b.readUInt32LE(20) };
   }
   return { ...base, attachType: -1 };

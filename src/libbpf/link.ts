@@ -1,7 +1,7 @@
 /**
- * Links: one small interface for every attachment sockbypass makes, whether
- * the kernel gave it a link object (cgroup sock_ops; sockmap sk_msg on
- * kernels >= 6.10) or only a classic attachment (sk_msg on older kernels).
+ * Links: both attachments sockbypass makes are kernel link objects (sock_ops
+ * on a cgroup, sk_msg on the sockhash), behind one small interface: pin,
+ * detach, swap the program, close.
  */
 import { closeSync, unlinkSync } from 'node:fs';
 import { BPF, fn, koffi, LinkUpdateOpts } from './ffi.js';

@@ -1,9 +1,9 @@
 /**
  * A BPF map by file descriptor: from a loaded object, or opened from a pin by
- * another process. Keys and values are raw Buffers; src/layout.ts gives them
+ * another process. Keys and values are raw Buffers; src/core/layout.ts gives them
  * meaning. Per-CPU values come back one Buffer per possible CPU.
  */
-import { closeSync } from 'node:fs';
+import { closeSync, readFileSync } from 'node:fs';
 import { fn, BPF } from './ffi.js';
 import { bpfError, check, NotFoundError } from './errors.js';
 import { mapInfo, type MapInfo } from './info.js';
@@ -38,6 +38,29 @@ export class BpfMap {
   static openPinned(path: string): BpfMap {
     const fd = check(fn.bpf_obj_get(path), `open pinned map ${path}`);
     try {
+      return new BpfMap(fd, mapInfo(fd), true);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+  }
+
+  /**
+   * The map pinned at `path`, or undefined when nothing is pinned there or the
+   * pin is not a map (a link, a program): the kernel's fdinfo names the kind.
+   */
+  static openPinnedIfMap(path: string): BpfMap | undefined {
+    const fd = fn.bpf_obj_get(path) as number;
+    if (fd < 0) {
+      const err = bpfError(`open pin ${path}`, fd);
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+    try {
+      if (!/^map_type:/m.test(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))) {
+        closeSync(fd);
+        return undefined;
+      }
       return new BpfMap(fd, mapInfo(fd), true);
     } catch (err) {
       closeSync(fd);

@@ -12,7 +12,7 @@
 import { fn, koffi, RingBufferSampleFn, errno } from './ffi.js';
 import type { IKoffiRegisteredCallback } from 'koffi';
 import { bpfError } from './errors.js';
-import { BpfMap } from './map.js';
+import type { BpfMap } from './map.js';
 
 const MAP_TYPE_RINGBUF = 27;
 
@@ -34,7 +34,6 @@ export class RingBuffer {
 
   private constructor(
     private readonly map: BpfMap,
-    private readonly ownsMap: boolean,
     private readonly onRecord: RecordHandler,
     options: RingBufferOptions,
   ) {
@@ -67,18 +66,7 @@ export class RingBuffer {
 
   /** Read `map` (borrowed: the caller keeps it open until close()). */
   static fromMap(map: BpfMap, onRecord: RecordHandler, options: RingBufferOptions = {}): RingBuffer {
-    return new RingBuffer(map, false, onRecord, options);
-  }
-
-  /** Open a pinned ring buffer map; close() closes it too. */
-  static openPinned(path: string, onRecord: RecordHandler, options: RingBufferOptions = {}): RingBuffer {
-    const map = BpfMap.openPinned(path);
-    try {
-      return new RingBuffer(map, true, onRecord, options);
-    } catch (err) {
-      map.close();
-      throw err;
-    }
+    return new RingBuffer(map, onRecord, options);
   }
 
   private onSample(data: unknown, size: number): number {
@@ -106,7 +94,7 @@ export class RingBuffer {
     return n;
   }
 
-  /** Stop the timer and free libbpf's ring buffer, the callback and (if owned) the map. Idempotent. */
+  /** Stop the timer and free libbpf's ring buffer and the callback; the map stays the caller's. Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -115,6 +103,5 @@ export class RingBuffer {
     this.rb = null;
     if (this.callback) koffi.unregister(this.callback);
     this.callback = undefined;
-    if (this.ownsMap) this.map.close();
   }
 }

@@ -1,51 +1,9 @@
 /** The sockets in the sockhash, decoded and paired into connections. */
-import type { BpfMap } from '../libbpf/index.js';
-import { decodeSocketKey, samePair, type SocketKey } from '../core/layout.js';
+import { listSockets, pairSockets, type AcceleratedSocket } from '../core/sockhash.js';
 import { formatEndpoint, isMapped, parseAddress } from '../core/address.js';
 import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
 import { diagSockets, listNetns, socketOwners, type NetnsEntry, type SocketOwner } from '../os/sockdiag.js';
 import { withPinnedState } from '../core/state.js';
-
-export interface AcceleratedSocket {
-  key: SocketKey;
-  /** The socket cookie (the sockhash value). */
-  cookie: bigint;
-}
-
-export interface SocketPair {
-  /** The two ends of one connection; `b` is absent while the peer has not joined yet (or could not). */
-  a: AcceleratedSocket;
-  b?: AcceleratedSocket;
-}
-
-export function listSockets(sockHash: BpfMap): AcceleratedSocket[] {
-  const out: AcceleratedSocket[] = [];
-  for (const raw of sockHash.keys()) {
-    const value = sockHash.lookup(raw);
-    if (!value) continue; // closed meanwhile
-    out.push({ key: decodeSocketKey(raw), cookie: value.readBigUInt64LE(0) });
-  }
-  return out;
-}
-
-/**
- * The two ends of a connection carry the same handshake tag in their keys
- * (their tuples may differ: NAT), so sockets are grouped by it.
- */
-export function pairSockets(sockets: readonly AcceleratedSocket[]): SocketPair[] {
-  const byTag = new Map<bigint, AcceleratedSocket[]>();
-  for (const s of sockets) byTag.set(s.key.handshake, [...(byTag.get(s.key.handshake) ?? []), s]);
-  const pairs: SocketPair[] = [];
-  for (const group of byTag.values()) {
-    const left = [...group];
-    while (left.length > 0) {
-      const a = left.shift() as AcceleratedSocket;
-      const i = left.findIndex((b) => samePair(a.key, b.key));
-      pairs.push(i >= 0 ? { a, b: left.splice(i, 1)[0] as AcceleratedSocket } : { a });
-    }
-  }
-  return pairs;
-}
 
 /** A socket in the sockhash, with what sock_diag and /proc say about it. */
 export interface SocketDetails extends AcceleratedSocket {

@@ -11,7 +11,7 @@ import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
 import { decodeSockEvent, sockEventCodec, type SockEvent } from '../core/layout.js';
 import { RingBuffer } from '../libbpf/index.js';
 import { PinnedState } from '../core/state.js';
-import { readCounters } from '../core/status.js';
+import { readCounters } from '../core/counters.js';
 import { diagSockets, listNetns, socketOwners, type NetnsEntry, type SocketOwner } from '../os/sockdiag.js';
 
 export interface WatchEventsOptions {

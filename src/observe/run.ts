@@ -4,9 +4,10 @@
  * optionally streams the data plane's events, and on stop unloads what it
  * loaded (unless told to keep it). A load it adopted is always left in place.
  *
- * The Prometheus counters mirror the kernel's per-CPU counters: each scrape
- * reads the absolute values (collect()), so they are exact and survive an
- * agent restart the way the kernel's counters do (they count since load).
+ * The Prometheus counters mirror the kernel's per-CPU counters, one metric per
+ * row of the counter table (core/counters.ts): each scrape reads the absolute
+ * values (collect()), so they are exact and survive an agent restart the way
+ * the kernel's counters do (they count since load).
  */
 import { createServer, type Server } from 'node:http';
 import { isIPv6 } from 'node:net';
@@ -14,12 +15,12 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { DEFAULT_PIN_DIR } from '../os/bpffs.js';
 import { usage, SockbypassError, EXIT } from '../errors.js';
 import { watchEvents, type EventWatch } from './events.js';
-import { type Counters, type SockEvent } from '../core/layout.js';
-import { listSockets, pairSockets } from './connections.js';
+import type { SockEvent } from '../core/layout.js';
+import { listSockets, pairSockets } from '../core/sockhash.js';
+import { COUNTERS, readCounters, type CounterName, type CounterSpec, type Counters } from '../core/counters.js';
 import { load, type LoadOptions, type LoadResult } from '../core/load.js';
 import { pinState } from '../core/pins.js';
 import { PinnedState } from '../core/state.js';
-import { readCounters } from '../core/status.js';
 import { unload, type UnloadResult } from '../core/unload.js';
 
 export const DEFAULT_METRICS_ADDR = '127.0.0.1:9464';
@@ -58,7 +59,7 @@ export interface Agent {
 export function parseHostPort(text: string): { host: string; port: number } {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:]+):(\d+)$/.exec(text);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || !m[1] || !Number.isInteger(port) || port > 65535) {
+  if (!m?.[1] || !Number.isInteger(port) || port > 65535) {
     throw usage(`--metrics-addr wants HOST:PORT (IPv6 as [ADDR]:PORT), got ${JSON.stringify(text)}`);
   }
   return { host: m[1], port };
@@ -100,42 +101,34 @@ export function createMetrics(read: () => Snapshot): Registry {
     }
     return cached;
   };
-  const counter = (name: string, help: string, field: keyof Counters) =>
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(get().counters[field]);
-      },
-    });
-  counter('sockbypass_sockets_accelerated_total', 'Sockets put into the sockhash (two per same-host connection).', 'socketsInserted');
-  counter('sockbypass_sockets_closed_total', 'Accelerated sockets that closed.', 'socketsClosed');
-  counter('sockbypass_policy_skipped_total', 'Established sockets the policy (ports, ranges) left on the normal path.', 'policySkipped');
-  counter('sockbypass_redirected_messages_total', 'sendmsg calls redirected straight into the peer socket.', 'messagesRedirected');
-  counter('sockbypass_redirected_bytes_total', 'Bytes redirected straight into the peer socket.', 'bytesRedirected');
-  counter('sockbypass_redirect_misses_total', 'sendmsg calls of accelerated sockets whose peer was not in the map (sent over TCP).', 'redirectMisses');
-  counter('sockbypass_passed_bytes_total', 'Bytes of redirect misses, sent over the normal TCP path.', 'bytesPassed');
-  counter('sockbypass_events_lost_total', 'Events dropped because the ring buffer was full.', 'eventsLost');
-  counter('sockbypass_flow_control_messages_total', 'sendmsg calls sent over TCP by sockets that flow control switched there (receiver behind).', 'flowMessages');
-  counter('sockbypass_flow_control_bytes_total', 'Bytes sent over TCP by sockets that flow control switched there (receiver behind).', 'flowBytes');
-  counter('sockbypass_sticky_tcp_sockets_total', 'Sockets that missed their peer and stay on TCP for good (keeps byte order).', 'stickyTcp');
-  counter('sockbypass_short_skipped_sockets_total', "Sockets left on TCP because their service's recent connections were short (short-connection rule).", 'shortSkipped');
-  counter('sockbypass_flow_switches_total', 'Switches from the redirect to TCP by flow control (the receiver fell behind); a socket comes back once it caught up.', 'flowToTcp');
-  new Counter({
-    name: 'sockbypass_insert_failures_total',
-    help: 'Sockets that could not be put into the sockhash, by reason.',
-    labelNames: ['reason'],
-    registers: [registry],
-    collect() {
-      const c = get().counters;
-      this.reset();
-      this.inc({ reason: 'map_full' }, c.insertMapFull);
-      this.inc({ reason: 'exists' }, c.insertExists);
-      this.inc({ reason: 'other' }, c.insertOther);
-    },
-  });
+  // One metric per name in the counter table; rows sharing a name are its labelled series.
+  const byMetric = new Map<string, CounterSpec[]>();
+  for (const row of COUNTERS) byMetric.set(row.metric.name, [...(byMetric.get(row.metric.name) ?? []), row]);
+  for (const [name, rows] of byMetric) {
+    const first = rows[0] as CounterSpec;
+    const labelNames = Object.keys(first.metric.labels ?? {});
+    const config = { name, help: first.metric.help, labelNames, registers: [registry] };
+    const series = (set: (labels: Record<string, string>, value: number) => void) => {
+      const counters = get().counters;
+      for (const row of rows) set({ ...row.metric.labels }, counters[row.name as CounterName]);
+    };
+    if (first.kind === 'gauge') {
+      new Gauge({
+        ...config,
+        collect() {
+          series((labels, value) => this.set(labels, value));
+        },
+      });
+    } else {
+      new Counter({
+        ...config,
+        collect() {
+          this.reset();
+          series((labels, value) => this.inc(labels, value));
+        },
+      });
+    }
+  }
   const gauge = (name: string, help: string, value: (s: Snapshot) => number) =>
     new Gauge({
       name,

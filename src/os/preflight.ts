@@ -1,6 +1,6 @@
 /** Checks that turn a kernel's terse EPERM/EINVAL into an error naming the fix. */
 import { existsSync, readFileSync } from 'node:fs';
-import { fn } from '../libbpf/ffi.js';
+import { BpfError, sockhashSupported } from '../libbpf/index.js';
 import { kernelUnsupported, notPermitted } from '../errors.js';
 
 const CAP_NET_ADMIN = 12;
@@ -22,12 +22,15 @@ export function checkPrivileges(what: string, statusText?: string): void {
   if (!bpf || !hasCapability(CAP_NET_ADMIN, statusText)) throw notPermitted(what);
 }
 
-const MAP_TYPE_SOCKHASH = 18;
-
 /** BTF for CO-RE, and sockhash support. */
 export function checkKernel(btfPath = '/sys/kernel/btf/vmlinux'): void {
   if (!existsSync(btfPath)) throw kernelUnsupported(`no kernel BTF at ${btfPath}`);
-  const ret = fn.libbpf_probe_bpf_map_type(MAP_TYPE_SOCKHASH, null) as number;
-  if (ret === 0) throw kernelUnsupported('BPF_MAP_TYPE_SOCKHASH is not supported');
-  if (ret < 0) throw kernelUnsupported(`probing BPF_MAP_TYPE_SOCKHASH failed (${ret})`);
+  let supported: boolean;
+  try {
+    supported = sockhashSupported();
+  } catch (err) {
+    if (err instanceof BpfError) throw kernelUnsupported(`probing BPF_MAP_TYPE_SOCKHASH failed (${err.detail})`, err);
+    throw err;
+  }
+  if (!supported) throw kernelUnsupported('BPF_MAP_TYPE_SOCKHASH is not supported');
 }
