@@ -62,6 +62,8 @@ struct sock_state {
 	__u64 handshake;     /* and its socket_key.handshake */
 	__u32 mode;          /* enum sock_mode */
 	__u32 passive;       /* 1 if this socket was accepted: its local end is the service */
+	__u32 stays_tcp;     /* MODE_TCP_FLOW for a reason that does not pass: a small-write stream */
+	__u32 pad;
 	/* Every message sk_msg saw (sendmsg chunks) and their bytes, in any mode:
 	 * the mean write size of the small-write rule, and the messages per socket
 	 * of the short-connection rule. */
@@ -441,6 +443,7 @@ static __always_inline struct sock_state *state_create(struct bpf_sock_ops *skop
 	st->mode = MODE_REDIRECT;
 	st->peer_sk = 0;
 	st->passive = !active;
+	st->stays_tcp = 0;
 	st->messages = 0;
 	st->bytes = 0;
 	return st;
@@ -705,8 +708,7 @@ static __always_inline bool tcp_memory_high(struct sock *sk)
 #define SMALL_WRITE_MIN_MESSAGES 1024
 
 /* After a redirect to `target`: should this sender's next messages go by TCP? */
-static __always_inline bool must_use_tcp(struct sock *target, __u64 size, const struct sock_state *st,
-					 const struct settings *cfg)
+static __always_inline bool must_use_tcp(struct sock *target, __u64 size, const struct settings *cfg)
 {
 	__u32 queued = redirected_queue_bytes(target);
 
@@ -717,10 +719,22 @@ static __always_inline bool must_use_tcp(struct sock *target, __u64 size, const 
 	/* tcp_bpf's reads ignore SO_RCVLOWAT; TCP's path honours it. */
 	if (target->sk_rcvlowat > 1)
 		return true;
-	/* The mean over the socket's life, not a moving average: a stream of
-	 * mostly tiny writes with a rare huge one moves its bytes in large
-	 * messages, and the redirect pays for it; only the mean says so. */
-	return cfg->small_write && queued > cfg->small_backlog && st->messages >= SMALL_WRITE_MIN_MESSAGES &&
+	return false;
+}
+
+/*
+ * A sender streaming small writes while its receiver has a backlog: TCP
+ * coalesces them better than the redirect carries them one by one. The mean
+ * over the socket's life, not a moving average: a stream of mostly tiny
+ * writes with a rare huge one moves its bytes in large messages, and the
+ * redirect pays for it; only the mean says so. Such a stream stays on TCP
+ * (coming back would only rebuild the backlog).
+ */
+static __always_inline bool small_write_stream(struct sock *target, const struct sock_state *st,
+					       const struct settings *cfg)
+{
+	return cfg->small_write && !(cfg->flags & SETTINGS_NO_FLOW_CONTROL) &&
+	       redirected_queue_bytes(target) > cfg->small_backlog && st->messages >= SMALL_WRITE_MIN_MESSAGES &&
 	       st->bytes < (__u64)cfg->small_write * st->messages;
 }
 
@@ -778,7 +792,7 @@ static __always_inline bool may_return(struct sock *me, struct sock_state *st, c
 	struct tcp_sock *mine, *theirs;
 	struct sock *peer;
 
-	if (!st->peer_sk)
+	if (!st->peer_sk || st->stays_tcp)
 		return false;
 	peer = kernel_view(struct sock, st->peer_sk);
 	if (peer->sk_rcvlowat > 1 || peer->sk_lock.owned)
@@ -873,7 +887,12 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 	if (!target)
 		return SK_PASS;
 	st->peer_sk = (__u64)target;
-	if (must_use_tcp(target, size, st, cfg)) {
+	if (small_write_stream(target, st, cfg)) {
+		st->mode = MODE_TCP_FLOW;
+		st->stays_tcp = 1;
+		if (c)
+			c->flow_to_tcp++;
+	} else if (must_use_tcp(target, size, cfg)) {
 		st->mode = MODE_TCP_FLOW;
 		if (c)
 			c->flow_to_tcp++;

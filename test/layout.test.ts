@@ -129,7 +129,7 @@ test('a policy is validated against the knob bounds, and worded from the knob ro
   }
   assert.equal(
     formatPolicy({ ports: null, ranges: null }),
-    "ports all; addresses all; queue limit the receiver's SO_RCVBUF if set, else 134217728 bytes; small-write rule off; " +
+    "ports all; addresses all; queue limit the receiver's SO_RCVBUF if set, else tcp_rmem[2]; small-write rule off; " +
       'short connections: services whose sockets sent under 2 messages each on average stay on TCP',
   );
   assert.equal(

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { requirePrivileged } from './support/privileged.js';
 import { freePort, withSandbox, type Sandbox, type Started } from './support/sandbox.js';
 import { connectClients, startServer } from './support/traffic.js';
-import { load } from '../src/core/load.js';
+import { DEFAULT_MAX_ENTRIES, load } from '../src/core/load.js';
 import { unload } from '../src/core/unload.js';
 import { pinState } from '../src/core/pins.js';
 
@@ -77,7 +77,7 @@ test('run: metrics follow the kernel counters exactly, /healthz, SIGTERM unloads
 
     const before = await scrape(base);
     assert.equal(value(before, 'sockbypass_loaded'), 1);
-    assert.equal(value(before, 'sockbypass_map_capacity'), 65536);
+    assert.equal(value(before, 'sockbypass_map_capacity'), DEFAULT_MAX_ENTRIES);
 
     // Known traffic: 4 connections, each sending one 50 007-byte message. Small enough
     // that no receiver queue goes over its limit (which would send bytes over TCP instead).
@@ -89,7 +89,7 @@ test('run: metrics follow the kernel counters exactly, /healthz, SIGTERM unloads
     const open = await scrape(base);
     assert.equal(value(open, 'sockbypass_accelerated_connections'), conns);
     assert.equal(value(open, 'sockbypass_map_entries'), 2 * conns);
-    assert.equal(value(open, 'sockbypass_map_fill_ratio'), (2 * conns) / 65536);
+    assert.equal(value(open, 'sockbypass_map_fill_ratio'), (2 * conns) / DEFAULT_MAX_ENTRIES);
     await clients.close();
     const served = await server.finish();
     assert.equal(served.bytes, conns * bytesEach, 'the server received everything');

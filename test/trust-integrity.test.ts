@@ -101,6 +101,36 @@ test('large streams, no faults: 200 connections × 8 MiB each way (the faults wo
   });
 });
 
+test('switches forced often (64 KiB queue limit): senders leave the redirect for TCP and come back, many times, both directions; every byte intact and in order', async (t) => {
+  if (!requirePrivileged(t)) return;
+  await tally.track(t, async () => {
+    await withSandbox('trust-int-switch', async (sb) => {
+      // sbload integrity mixes write/writev/sendfile/splice with read/readv/MSG_PEEK/MSG_WAITALL
+      // readers, on event loops with an occasional blocking MSG_WAITALL: every switch lands between
+      // reads of each kind.
+      load({ cgroup: sb.cgroup, pinDir: sb.pinDir, policy: { ports: null, ranges: null, queueLimit: 64 * 1024 } });
+      const connections = LONG ? 500 : 100;
+      const before = counters(sb);
+      const run = await integrity(sb, ['--family', 'tcp4', '--connections', String(connections), '--bytes', '4M', '--seconds', '90', '--seed', '23'], {
+        timeoutMs: 120_000,
+      });
+      tally.run(run);
+      const d = delta(before, counters(sb));
+      const payload = connections * 4 * 1024 * 1024 * 2;
+      t.diagnostic(
+        `forced switches: ${connections} connections × 4 MiB each way in ${run.json.seconds.toFixed(2)} s: ${fmtBytes(run.json.bytesVerified)} verified, ${run.json.failures} failures; ` +
+          `${d.flowToTcp} switches to TCP, ${d.flowReturns} back; redirected ${fmtBytes(d.bytesRedirected)} (${((100 * d.bytesRedirected) / payload).toFixed(1)}%), by TCP under flow control ${fmtBytes(d.flowBytes)}; ` +
+          `waitall reads ${JSON.stringify(run.json.calls ?? {})}`,
+      );
+      assertIntact(run, 'forced switches');
+      assert.equal(d.bytesPassed, 0, 'no send missed its peer');
+      // Without the way back each of the 2 × connections sockets could switch once at most, and stay on TCP.
+      assert.ok(d.flowToTcp > 2 * connections, `switched more often than there are sockets: ${d.flowToTcp} switches, ${2 * connections} sockets`);
+      assert.ok(d.flowReturns > 0, `came back: ${d.flowReturns} returns for ${d.flowToTcp} switches`);
+    });
+  });
+});
+
 test('trust-integrity summary', (t) => {
   t.diagnostic(tally.line());
 });

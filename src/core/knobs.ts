@@ -61,7 +61,7 @@ export const KNOBS = [
     max: I32_MAX,
     zero: 'off',
     help:
-      'a sender whose writes so far average under this many bytes goes by TCP for good once more than ' +
+      'a sender whose writes so far average under this many bytes goes by TCP (until its receiver catches up) once more than ' +
       '--small-backlog bytes wait at its receiver; 4096 suits streams of tiny writes',
     describe: (v, k) =>
       `small-write rule ${v === 0 ? 'off' : `senders whose writes average under ${v} B go by TCP once over ${k.smallBacklog} B are queued`}`,

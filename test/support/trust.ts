@@ -46,6 +46,8 @@ export interface IntegrityResult {
   bytesQueuedAtAccept: number;
   c2sSha256: string | null;
   s2cSha256: string | null;
+  /** How often each call ran: write, writev, sendfile, splice, read, readv, peek, waitall, ... */
+  calls?: Record<string, number>;
   error?: string;
 }
 
