@@ -63,7 +63,11 @@ struct sock_state {
 	__u32 mode;          /* enum sock_mode */
 	__u32 passive;       /* 1 if this socket was accepted: its local end is the service */
 	__u32 stays_tcp;     /* MODE_TCP_FLOW for a reason that does not pass: a small-write stream */
-	__u32 pad;
+	/* The receiver's autotuning, as this sender sees it: its queue as our last
+	 * redirect left it, and the most it ever drained between two of our
+	 * messages (see queue_limit_of). */
+	__u32 peer_expected;
+	__u32 peer_drain_max;
 	/* Every message sk_msg saw (sendmsg chunks) and their bytes, in any mode:
 	 * the mean write size of the small-write rule, and the messages per socket
 	 * of the short-connection rule. */
@@ -444,6 +448,8 @@ static __always_inline struct sock_state *state_create(struct bpf_sock_ops *skop
 	st->peer_sk = 0;
 	st->passive = !active;
 	st->stays_tcp = 0;
+	st->peer_expected = 0;
+	st->peer_drain_max = 0;
 	st->messages = 0;
 	st->bytes = 0;
 	return st;
@@ -663,25 +669,34 @@ static __always_inline __u32 redirected_queue_bytes(struct sock *sk)
 
 /*
  * How many bytes a receiver may have queued: what TCP would let it hold. Its
- * SO_RCVBUF if the application set one; otherwise TCP autotunes the buffer of
- * a reader that keeps up toward net.ipv4.tcp_rmem[2], which is the bound here
- * (the redirected receiver's own sk_rcvbuf does not autotune: tcp_recvmsg,
- * which grows it, never sees those bytes). `queue_limit`, when set, lowers
- * it further (tests force frequent switches with it).
+ * SO_RCVBUF if the application set one. Otherwise TCP autotunes the buffer:
+ * it grows toward net.ipv4.tcp_rmem[2] with what the reader consumes (about
+ * twice what it read per round trip), and stays put for a reader that does
+ * not read. The redirected receiver's own sk_rcvbuf never autotunes
+ * (tcp_recvmsg, which grows it, never sees those bytes), so the sender does
+ * it: four times the most the reader drained between two of its messages,
+ * at least the receive buffer plus the sender's own send buffer (what TCP
+ * lets a sender push at a reader that does not read, before it blocks), at
+ * most tcp_rmem[2]. `queue_limit`, when set, lowers it further (tests force
+ * frequent switches with it).
  */
-static __always_inline __u32 queue_limit_of(struct sock *peer, const struct settings *cfg)
+static __always_inline __u32 queue_limit_of(struct sock *peer, struct sock *me, const struct sock_state *st,
+					    const struct settings *cfg)
 {
-	int rcvbuf, autotune_max;
+	__u64 limit, floor, autotune_max;
 
-	rcvbuf = peer->sk_rcvbuf;
 	if (peer->sk_userlocks & SOCK_RCVBUF_LOCK)
-		return rcvbuf;
+		return peer->sk_rcvbuf;
 	autotune_max = peer->__sk_common.skc_net.net->ipv4.sysctl_tcp_rmem[2];
-	if (autotune_max < rcvbuf)
-		autotune_max = rcvbuf;
-	if (cfg->queue_limit && cfg->queue_limit < (__u32)autotune_max)
-		return cfg->queue_limit;
-	return autotune_max;
+	floor = (__u64)peer->sk_rcvbuf + me->sk_sndbuf;
+	limit = (__u64)st->peer_drain_max * 4;
+	if (limit < floor)
+		limit = floor;
+	if (limit > autotune_max)
+		limit = autotune_max > floor ? autotune_max : floor;
+	if (cfg->queue_limit && cfg->queue_limit < limit)
+		limit = cfg->queue_limit;
+	return limit;
 }
 
 /*
@@ -708,13 +723,18 @@ static __always_inline bool tcp_memory_high(struct sock *sk)
 #define SMALL_WRITE_MIN_MESSAGES 1024
 
 /* After a redirect to `target`: should this sender's next messages go by TCP? */
-static __always_inline bool must_use_tcp(struct sock *target, __u64 size, const struct settings *cfg)
+static __always_inline bool must_use_tcp(struct sock *target, struct sock *me, __u64 size,
+					 struct sock_state *st, const struct settings *cfg)
 {
 	__u32 queued = redirected_queue_bytes(target);
 
+	/* What the reader drained since our last message feeds the autotuning. */
+	if (st->peer_expected > queued && st->peer_expected - queued > st->peer_drain_max)
+		st->peer_drain_max = st->peer_expected - queued;
+	st->peer_expected = queued + size;
 	if (cfg->flags & SETTINGS_NO_FLOW_CONTROL)
 		return false;
-	if (queued + size > queue_limit_of(target, cfg) || tcp_memory_high(target))
+	if (queued + size > queue_limit_of(target, me, st, cfg) || tcp_memory_high(target))
 		return true;
 	/* tcp_bpf's reads ignore SO_RCVLOWAT; TCP's path honours it. */
 	if (target->sk_rcvlowat > 1)
@@ -797,7 +817,7 @@ static __always_inline bool may_return(struct sock *me, struct sock_state *st, c
 	peer = kernel_view(struct sock, st->peer_sk);
 	if (peer->sk_rcvlowat > 1 || peer->sk_lock.owned)
 		return false;
-	if (redirected_queue_bytes(peer) > queue_limit_of(peer, cfg) / 2 || tcp_memory_high(peer))
+	if (redirected_queue_bytes(peer) > queue_limit_of(peer, me, st, cfg) / 2 || tcp_memory_high(peer))
 		return false;
 	mine = kernel_view(struct tcp_sock, me);
 	theirs = kernel_view(struct tcp_sock, st->peer_sk);
@@ -848,6 +868,7 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 			return SK_PASS;
 		}
 		st->mode = MODE_REDIRECT;
+		st->peer_expected = 0;
 		if (c)
 			c->flow_returns++;
 	}
@@ -892,7 +913,7 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 		st->stays_tcp = 1;
 		if (c)
 			c->flow_to_tcp++;
-	} else if (must_use_tcp(target, size, cfg)) {
+	} else if (must_use_tcp(target, kmsg->sk, size, st, cfg)) {
 		st->mode = MODE_TCP_FLOW;
 		if (c)
 			c->flow_to_tcp++;
