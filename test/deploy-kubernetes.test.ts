@@ -119,6 +119,21 @@ test('the DaemonSet: root with BPF, PERFMON, NET_ADMIN only, probes on /healthz,
   for (const key of ['image', 'cgroup', 'policy', 'metrics', 'tolerations', 'resources']) assert.ok(key in values, `values.yaml has ${key}`);
 });
 
+test('each capability the DaemonSet adds is needed: without any one of them load is refused', async (t) => {
+  if (!requirePrivileged(t)) return;
+  const [ds] = renderChart(CHART) as K8sObject[];
+  const added = ds?.spec.template.spec.containers[0].securityContext.capabilities.add as string[];
+  await withSandbox('k8s-caps', async (sb) => {
+    for (const dropped of added) {
+      const caps = added.filter((c) => c !== dropped).map((c) => `+${c.toLowerCase()}`).join(',');
+      const r = spawnSync('setpriv', ['--inh-caps=-all', '--ambient-caps=-all', `--bounding-set=-all,${caps}`, '--', process.execPath, CLI, 'load', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir], { encoding: 'utf8' });
+      assert.equal(r.status, 3, `without ${dropped}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, /permission denied \(needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN\)/);
+      assert.equal(pinState(sb.pinDir), 'none');
+    }
+  });
+});
+
 /**
  * The shell run inside `unshare --cgroup --mount`: the container's own cgroup2 first (its root is
  * the namespace's), then the host root bind-mounted like the DaemonSet's hostPath, the host mount

@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { requirePrivileged } from './support/privileged.js';
 import { withSandbox } from './support/sandbox.js';
 import { pinState } from '../src/core/pins.js';
-import { kernelProblem, REQUIRED_KFUNCS } from '../src/os/preflight.js';
+import { checkLoadPrivileges, kernelProblem, REQUIRED_KFUNCS } from '../src/os/preflight.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -91,4 +91,13 @@ test('load names the kernel it cannot run on: older than 6.10, or without the kf
   assert.equal(kernelProblem('7.0.0', btf), undefined);
   const withoutRdonly = Buffer.from(`\0${REQUIRED_KFUNCS[0]}\0other\0`);
   assert.match(kernelProblem('6.12.0', withoutRdonly) ?? '', /lacks the kfunc\(s\) bpf_rdonly_cast \(Linux 6\.12\.0\)/);
+});
+
+test('load asks for CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (or CAP_SYS_ADMIN and CAP_NET_ADMIN)', () => {
+  const capEff = (...caps: number[]) => `CapEff:\t${caps.reduce((m, c) => m | (1n << BigInt(c)), 0n).toString(16).padStart(16, '0')}\n`;
+  const [NET_ADMIN, SYS_ADMIN, PERFMON, BPF] = [12, 21, 38, 39];
+  assert.doesNotThrow(() => checkLoadPrivileges('load', capEff(BPF, PERFMON, NET_ADMIN)));
+  assert.doesNotThrow(() => checkLoadPrivileges('load', capEff(SYS_ADMIN, NET_ADMIN)));
+  assert.throws(() => checkLoadPrivileges('load', capEff(BPF, NET_ADMIN)), /needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN/);
+  assert.throws(() => checkLoadPrivileges('load', capEff(BPF, PERFMON)), /permission denied/);
 });
