@@ -4,7 +4,7 @@
 # under CI=true one that cannot run fails instead of skipping.
 #   --long   bigger trust runs (SOCKBYPASS_LONG=1: e.g. 1,000 x 8 MiB streams); not for CI.
 #   --image  build the container image even when it was never built here (SOCKBYPASS_IMAGE=1:
-#            mmdebstrap + a cold podman build, ~12 min); once built, the image test runs warm anyway.
+#            mmdebstrap + a cold podman build, ~10 min); once built, the image test runs warm anyway.
 set -euo pipefail
 for arg in "$@"; do
   case "$arg" in
