@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool libssl-dev make gcc iperf3 sockperf tcpdump iproute2)
+# podman and mmdebstrap: the image test (test/deploy-image.test.ts) bootstraps a base and builds the Dockerfile.
+APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool libssl-dev make gcc iperf3 sockperf tcpdump iproute2 podman mmdebstrap)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

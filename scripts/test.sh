@@ -3,8 +3,16 @@
 # file with Node's test runner. Privileged tests load BPF for real as root;
 # under CI=true one that cannot run fails instead of skipping.
 #   --long   bigger trust runs (SOCKBYPASS_LONG=1: e.g. 1,000 x 8 MiB streams); not for CI.
+#   --image  build the container image even when it was never built here (SOCKBYPASS_IMAGE=1:
+#            mmdebstrap + a cold podman build, ~10 min); once built, the image test runs warm anyway.
 set -euo pipefail
-if [ "${1:-}" = "--long" ]; then export SOCKBYPASS_LONG=1; fi
+for arg in "$@"; do
+  case "$arg" in
+    --long) export SOCKBYPASS_LONG=1 ;;
+    --image) export SOCKBYPASS_IMAGE=1 ;;
+    *) echo "test.sh: unknown option $arg (known: --long, --image)" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # Formatting and lint (Biome, biome.json): fails on an unformatted file or a lint error.

@@ -30,9 +30,12 @@ export class SockbypassError extends Error {
   }
 }
 
-export const notPermitted = (what: string, cause?: unknown) =>
+/** What loading needs: CAP_PERFMON because the programs read kernel structs (bpf_rdonly_cast). */
+export const LOAD_CAPABILITIES = 'CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN';
+
+export const notPermitted = (what: string, cause?: unknown, needs = 'CAP_BPF and CAP_NET_ADMIN') =>
   new SockbypassError(
-    `${what}: permission denied (needs root, or CAP_BPF and CAP_NET_ADMIN)`,
+    `${what}: permission denied (needs root, or ${needs})`,
     'run it as root, e.g. with sudo',
     EXIT.notPermitted,
     { cause },

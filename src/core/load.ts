@@ -21,6 +21,7 @@ import { DEFAULT_PIN_DIR, ensureBpffs } from '../os/bpffs.js';
 import { cgroupPathById, resolveCgroup } from '../os/cgroup.js';
 import {
   kernelUnsupported,
+  LOAD_CAPABILITIES,
   notPermitted,
   objectMissing,
   objectUnusable,
@@ -31,7 +32,7 @@ import {
 import { otherInstancesCovering } from './instances.js';
 import { MAP_NAMES, PROGRAMS, pinPath, pinState, type MapName } from './pins.js';
 import { ALLOW_ALL, validatePolicy, writeValidPolicy, type Policy } from './policy.js';
-import { checkKernel, checkPrivileges } from '../os/preflight.js';
+import { checkKernel, checkLoadPrivileges } from '../os/preflight.js';
 import { DEFAULT_OBJECT } from './paths.js';
 import { PinnedState } from './state.js';
 
@@ -76,7 +77,7 @@ function loadObject(objectPath: string, configure: (obj: BpfObject) => void): Bp
     return obj;
   } catch (err) {
     obj.close();
-    if (err instanceof PermissionError) throw notPermitted('load the BPF programs', err);
+    if (err instanceof PermissionError) throw notPermitted('load the BPF programs', err, LOAD_CAPABILITIES);
     throw err;
   }
 }
@@ -111,7 +112,7 @@ function programIds(state: PinnedState): LoadResult['programIds'] {
 export function load(options: LoadOptions = {}): LoadResult {
   const pinDir = options.pinDir ?? DEFAULT_PIN_DIR;
   const objectPath = options.objectPath ?? DEFAULT_OBJECT;
-  checkPrivileges('load sockbypass');
+  checkLoadPrivileges('load sockbypass');
   if (!existsSync(objectPath)) throw objectMissing(objectPath);
   checkKernel();
   if (options.policy) validatePolicy(options.policy);

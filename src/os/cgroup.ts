@@ -12,11 +12,27 @@ export function mountsOfType(fsType: string, mountsText = readFileSync('/proc/mo
     .map((f) => (f[1] as string).replace(/\\040/g, ' '));
 }
 
-/** The cgroup2 mount point (first in /proc/mounts). */
-export function cgroup2Mount(mountsText?: string): string {
-  const mount = mountsOfType('cgroup2', mountsText)[0];
+/** The root cgroup's id: the inode of the hierarchy's top directory. */
+const ROOT_CGROUP_ID = 1n;
+
+/**
+ * The cgroup2 mount point: the first one showing the whole hierarchy, else the
+ * first in /proc/mounts. A container in a cgroup namespace sees its own cgroup
+ * mounted at /sys/fs/cgroup before the host's root bind-mounted in for the agent.
+ */
+export function cgroup2Mount(mountsText?: string, idOf: (dir: string) => bigint | undefined = cgroupIdIfPresent): string {
+  const mounts = mountsOfType('cgroup2', mountsText);
+  const mount = mounts.find((m) => idOf(m) === ROOT_CGROUP_ID) ?? mounts[0];
   if (!mount) throw noCgroup2();
   return mount;
+}
+
+function cgroupIdIfPresent(dir: string): bigint | undefined {
+  try {
+    return cgroupId(dir);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
