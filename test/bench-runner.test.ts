@@ -186,7 +186,7 @@ test('discarded runs are reported but never enter a statistic', () => {
 });
 
 test('the plan: --quick, --only, missing tools and the step count', () => {
-  const all = { iperf3: '/x/iperf3', sockperf: '/x/sockperf', tcpdump: '/x/tcpdump', sbload: '/x/sbload' };
+  const all = { iperf3: '/x/iperf3', sockperf: '/x/sockperf', tcpdump: '/x/tcpdump', sbload: '/x/sbload', ip: '/x/ip', nsenter: '/x/nsenter' };
   const full = planBench({}, all);
   assert.equal(full.workloads.length, WORKLOADS.length);
   assert.equal(full.pairs, 3);

@@ -5,6 +5,7 @@ import { referenceRuns, type BenchPlan } from "./plan.js";
 import type {
   BenchReport,
   DiscardedEntry,
+  LeftAloneSummary,
   OnRunBytes,
   ReferenceCheck,
   ReferenceKind,
@@ -55,6 +56,7 @@ export function assembleReport(record: BenchRecord): BenchReport {
     referenceChecks: referenceChecks(plan.workloads, summaries, references),
     discarded: discardedEntries(runs),
     onRunBytes: onRunBytes(plan.workloads, runs),
+    leftAlone: leftAloneSummaries(plan.workloads, runs),
     cleanupProblems: record.cleanupProblems,
     processes: record.processes,
   };
@@ -133,6 +135,24 @@ function onRunBytes(workloads: readonly Workload[], runs: readonly RunRecord[]):
       shortSkippedShare: medianOrNull(counters.map(shortSkippedShare)),
     };
   });
+}
+
+/** The outside-veth workloads' ON runs: how many sockets joined (must be none) and how many were left alone. */
+export function leftAloneSummaries(workloads: readonly Workload[], runs: readonly RunRecord[]): LeftAloneSummary[] {
+  return workloads
+    .filter((w) => w.group === "outside")
+    .map((w) => {
+      const on = runs.filter((r) => r.workload === w.id && r.mode === "on" && r.counters);
+      const counters = on.map((r) => r.counters as Counters);
+      const left = on.filter((r) => r.kept).map((r) => (r.counters as Counters).leftNoPeer);
+      return {
+        workload: w.id,
+        title: w.title,
+        onRuns: on.length,
+        socketsInserted: counters.reduce((n, c) => n + c.socketsInserted, 0),
+        leftNoPeer: left.length === 0 ? null : { median: median(left), min: Math.min(...left), max: Math.max(...left) },
+      };
+    });
 }
 
 /** Share of the sockets the bypass decided on that the short-connection rule left on TCP. */

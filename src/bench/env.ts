@@ -1,8 +1,9 @@
 /**
  * The bench's own world: a fresh cgroup under the cgroup2 mount, a fresh pin
  * folder, and every process the bench starts, tracked by PID. `cleanup()`
- * stops those processes (by PID only), unloads whatever is pinned in the pin
- * folder and removes the cgroup; it is safe to call more than once and after
+ * stops those processes (by PID only), undoes what else was built for it
+ * (addCleanup: the outside-veth rows' namespaces), unloads whatever is pinned
+ * in the pin folder and removes the cgroup; it is safe to call more than once and after
  * any failure.
  *
  * Workload processes run inside the cgroup from their first instruction: a
@@ -76,6 +77,8 @@ export class BenchEnv {
   private abortReason: string | undefined;
   private readonly abortListeners = new Set<(reason: string) => void>();
   private cleaned = false;
+  /** What else the bench built (e.g. network namespaces), undone at cleanup, last built first. */
+  private readonly cleanupSteps: Array<{ readonly what: string; readonly undo: () => void }> = [];
 
   private constructor(name: string, cgroup: string, pinDir: string) {
     this.name = name;
@@ -224,6 +227,14 @@ export class BenchEnv {
     for (const proc of this.processes) this.kill(proc);
   }
 
+  /**
+   * Register the undoing of something the bench built; cleanup() runs it once
+   * every process is gone (last registered first) and reports a throw as a problem.
+   */
+  addCleanup(what: string, undo: () => void): void {
+    this.cleanupSteps.push({ what, undo });
+  }
+
   /** PIDs of running processes the bench started. */
   runningPids(): number[] {
     return [...this.processes].filter((p) => !p.exited()).map((p) => p.pid);
@@ -244,6 +255,13 @@ export class BenchEnv {
     clearTimeout(timer);
     for (const proc of this.processes) {
       if (!proc.exited()) problems.push(`process ${proc.pid} (${proc.command}) did not exit after SIGKILL`);
+    }
+    for (const step of this.cleanupSteps.splice(0).reverse()) {
+      try {
+        step.undo();
+      } catch (e) {
+        problems.push(`${step.what}: ${(e as Error).message}`);
+      }
     }
     try {
       if (pinState(this.pinDir) !== "none") unload({ pinDir: this.pinDir, force: true });

@@ -49,7 +49,7 @@ function packageVersion(): string {
 
 export function machineFacts(tools: ToolPaths): MachineFacts {
   const toolVersions: Record<string, string | null> = {};
-  const versionArgs: Record<string, string[]> = { iperf3: ["--version"], sockperf: ["--version"], tcpdump: ["--version"], sbload: ["--help"] };
+  const versionArgs: Record<string, string[]> = { iperf3: ["--version"], sockperf: ["--version"], tcpdump: ["--version"], sbload: ["--help"], ip: ["-V"], nsenter: ["--version"] };
   for (const [name, path] of Object.entries(tools)) {
     if (path === undefined) {
       toolVersions[name] = null;

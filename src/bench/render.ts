@@ -7,7 +7,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { renderTextTable } from "../text-table.js";
 import { displayUnitFor, formatRatio, formatScaled } from "./format.js";
-import type { BenchReport, OnRunBytes, ReferenceCheck } from "./report.js";
+import type { BenchReport, LeftAloneSummary, OnRunBytes, ReferenceCheck } from "./report.js";
 import { renderRatioChartSvg } from "./svg.js";
 import { renderBenchTable } from "./table.js";
 
@@ -78,6 +78,18 @@ export function renderOnRunBytes(rows: readonly OnRunBytes[]): string {
   return ["Bytes of kept ON runs that went socket to socket (the rest went by TCP under flow control):", ...lines].join("\n") + "\n";
 }
 
+/** The outside-veth rows' ON runs: nothing joined the sockhash, every connection was left alone. */
+export function renderLeftAlone(rows: readonly LeftAloneSummary[]): string {
+  if (rows.length === 0) return "";
+  const titleWidth = Math.max(...rows.map((x) => x.title.length));
+  const lines = rows.map((r) => {
+    const l = r.leftNoPeer;
+    const left = l === null ? "no kept ON run" : `${l.median} per kept ON run (median${l.min === l.max ? "" : `, ${l.min}-${l.max}`})`;
+    return `  ${r.title.padEnd(titleWidth)}  ${r.socketsInserted} sockets joined in ${r.onRuns} ON runs; left alone for having no peer here: ${left}`;
+  });
+  return ["ON runs to a server outside the cgroup (nothing may join the sockhash; a run that inserted anything is discarded):", ...lines].join("\n") + "\n";
+}
+
 /** A titled list of indented lines after a blank line; empty when there are none. */
 function section(title: string, lines: readonly string[]): string {
   return lines.length === 0 ? "" : `\n${title}\n` + lines.map((l) => `  ${l}`).join("\n") + "\n";
@@ -103,6 +115,8 @@ export function renderBenchReport(report: BenchReport): string {
     renderBenchTable(report.summaries) +
     "\n" +
     renderOnRunBytes(report.onRunBytes) +
+    // bench.json files written before the outside-veth rows have no leftAlone.
+    (report.leftAlone?.length ? "\n" + renderLeftAlone(report.leftAlone) : "") +
     (checks ? "\n" + checks : "") +
     section("Reference runs that failed (not used):", failedRefs.map((r) => `${r.workload}, pair ${r.pair + 1}, ${r.kind}: ${r.error}`)) +
     section("Skipped:", skipped.map((s) => `${s.workload}: ${s.reason}`)) +

@@ -76,6 +76,18 @@ export interface OnRunBytes {
   readonly shortSkippedShare: number | null;
 }
 
+/** Per outside-veth workload: what its ON runs' counters show (nothing may join the sockhash). */
+export interface LeftAloneSummary {
+  readonly workload: string;
+  readonly title: string;
+  /** ON runs with counters, kept or refused. */
+  readonly onRuns: number;
+  /** Sockets inserted, summed over those runs (any at all refuses the run). */
+  readonly socketsInserted: number;
+  /** Sockets left alone for having no peer here, per kept ON run: median, min, max. */
+  readonly leftNoPeer: { readonly median: number; readonly min: number; readonly max: number } | null;
+}
+
 /** A run that was not kept, with why. */
 export interface DiscardedEntry extends Pick<RunRecord, "index" | "workload" | "title" | "pair" | "mode" | "values"> {
   readonly reason: string;
@@ -128,6 +140,8 @@ export interface BenchReport {
   readonly discarded: readonly DiscardedEntry[];
   /** Per workload: how the bytes of its kept ON runs went (socket to socket, or TCP under flow control). */
   readonly onRunBytes: readonly OnRunBytes[];
+  /** Outside-veth workloads: their ON runs left every socket alone. */
+  readonly leftAlone: readonly LeftAloneSummary[];
   readonly cleanupProblems: readonly string[];
   /** Every process the bench started (all stopped by the end), by PID. */
   readonly processes: ReadonlyArray<{ readonly pid: number; readonly command: string; readonly inCgroup: boolean }>;

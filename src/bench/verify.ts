@@ -18,6 +18,13 @@
  *     and the run is kept whatever its redirected share: discarding it would
  *     hide what flow control costs. The report shows the redirected share of
  *     every kept ON run (a stricter minRedirectedFraction can be asked for).
+ *   - The outside-veth rows invert that (issue 11, "do no harm"): their
+ *     peer is a server outside the cgroup, so an ON run must show that
+ *     NOTHING joined the sockhash (no socket inserted, no pair joined, no
+ *     send seen by sk_msg) and that the data plane saw the connections and
+ *     left them alone for having no peer here (left_no_peer). A row whose
+ *     ON run inserted anything is refused, as a same-host row whose ON run
+ *     was not accelerated is.
  *   - An OFF run must have had nothing loaded: no pins in the bench's pin
  *     folder before or after, and no sockbypass sock_ops program effective on
  *     the bench cgroup (attached there or to an ancestor, e.g. by someone
@@ -31,6 +38,23 @@ export interface OnExpectation {
   readonly minSockets: number;
   /** Payload bytes the tool reports it moved (a lower bound of what was sent). */
   readonly payloadBytes: number;
+}
+
+/**
+ * What an ON run of a row whose peer the bypass cannot accelerate (a server
+ * outside the cgroup) must show: every connection left alone.
+ */
+export interface LeftAloneExpectation {
+  readonly leftAlone: true;
+  /** Client connections the workload opened (each one is counted left_no_peer, at its client end). */
+  readonly minConnections: number;
+}
+
+/** What the counters of an ON run must show. */
+export type RunExpectation = OnExpectation | LeftAloneExpectation;
+
+export function expectsLeftAlone(e: RunExpectation): e is LeftAloneExpectation {
+  return "leftAlone" in e && e.leftAlone;
 }
 
 export interface VerifyThresholds {
@@ -92,17 +116,49 @@ function percent(fraction: number): string {
 /** Reasons an ON run is not what it claims; empty when it is. */
 export function verifyOnRun(
   observation: OnObservation,
-  expectation: OnExpectation,
+  expectation: RunExpectation,
   thresholds: VerifyThresholds = DEFAULT_THRESHOLDS,
 ): string[] {
-  const reasons: string[] = [];
   if (!observation.loaded) {
     return ["bypass on claimed, but sockbypass was not loaded when the run started"];
   }
+  const reasons: string[] = [];
   if (observation.attachedCgroup !== observation.benchCgroup) {
     reasons.push(`sockbypass was attached to ${observation.attachedCgroup ?? "an unknown cgroup"}, not the bench cgroup ${observation.benchCgroup}`);
   }
-  const d = observation.delta;
+  const counterReasons = expectsLeftAlone(expectation)
+    ? leftAloneReasons(observation.delta, expectation)
+    : acceleratedReasons(observation.delta, expectation, thresholds);
+  return [...reasons, ...counterReasons];
+}
+
+/** The counters of an ON run whose connections all had a peer the bypass cannot accelerate. */
+export function leftAloneReasons(d: Counters, expectation: LeftAloneExpectation): string[] {
+  const reasons: string[] = [];
+  if (d.socketsInserted > 0 || d.pairsJoined > 0) {
+    reasons.push(`${d.socketsInserted} sockets joined the sockhash (${d.pairsJoined} pairs), though the peer is outside the cgroup`);
+  }
+  const insertTries = d.insertMapFull + d.insertExists + d.insertOther;
+  if (insertTries > 0) {
+    reasons.push(`${insertTries} sockets tried to join the sockhash (map full ${d.insertMapFull}, exists ${d.insertExists}, other ${d.insertOther}), though the peer is outside the cgroup`);
+  }
+  const sends = d.messagesRedirected + d.flowMessages + d.redirectMisses;
+  if (sends > 0) {
+    reasons.push(`sk_msg saw ${sends} sends (redirected ${d.messagesRedirected}, flow control ${d.flowMessages}, missed ${d.redirectMisses}): some socket was in the sockhash`);
+  }
+  if (d.policySkipped > 0) {
+    reasons.push(`${d.policySkipped} sockets were skipped by policy: this row measures pairing, not the policy`);
+  }
+  const wanted = Math.max(1, expectation.minConnections);
+  if (d.leftNoPeer < wanted) {
+    reasons.push(`only ${d.leftNoPeer} sockets were left alone for having no peer here (left_no_peer); the workload opened at least ${wanted} connections`);
+  }
+  return reasons;
+}
+
+/** The counters of an ON run whose connections must have been accelerated. */
+function acceleratedReasons(d: Counters, expectation: OnExpectation, thresholds: VerifyThresholds): string[] {
+  const reasons: string[] = [];
   // Sockets the short-connection rule left on TCP were decided by the bypass, as flow control's are.
   const decided = d.socketsInserted + d.shortSkipped;
   if (decided < expectation.minSockets) {

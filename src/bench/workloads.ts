@@ -1,12 +1,15 @@
 /**
- * The bench's workloads: what each one runs (always inside the bench cgroup,
- * always on loopback), what it measures, and what an accelerated run of it
- * must show in the counters.
+ * The bench's workloads: what each one runs (inside the bench cgroup, on
+ * loopback, except the outside rows' servers), what it measures, and what its
+ * ON run must show in the counters.
  *
  *   throughput   iperf3, one stream at -l 64 / 1K / 16K / 128K, and -P 4 -l 128K
  *   latency      sockperf ping-pong --tcp at -m 64 / 1K / 16K: p50, p99, p99.9 (one-way)
  *   connections  sbload crr: connect + 64 B request + 64 B response + close, per second
  *   packets      TCP packets tcpdump sees on lo while iperf3 -l 128K moves 2 GiB
+ *   outside      the outside-veth rows (outside-workloads.ts): a server OUTSIDE the
+ *                cgroup in a namespace of its own over a veth, which the bypass must
+ *                leave alone at no cost (issue 11)
  *
  * Throughput and latency workloads carry an AF_UNIX reference measured with
  * sbload at matching sizes, plus a "same-tool check": sbload over TCP with the
@@ -17,15 +20,28 @@ import { accessSync, constants, existsSync } from "node:fs";
 import { delimiter, join, resolve } from "node:path";
 import { BUILD_DIR } from "../core/paths.js";
 import type { Direction, MetricUnit } from "./stats.js";
-import type { OnExpectation } from "./verify.js";
-import { BenchParseError } from "./errors.js";
-import { parseIperf3Json, type Iperf3Result } from "./iperf3.js";
-import { parseSockperfPingPong } from "./sockperf.js";
+import type { RunExpectation } from "./verify.js";
+import type { Iperf3Result } from "./iperf3.js";
 import { parseSbloadOutput } from "./sbload.js";
-import { freePort, sleep, ToolFailure, type BenchEnv, type BenchProcess, type Finished } from "./env.js";
+import { freePort, sleep, ToolFailure, type BenchEnv } from "./env.js";
+import { CONNECTION_RATE, LATENCY, THROUGHPUT } from "./metrics.js";
+import { OUTSIDE_VETH_WORKLOADS } from "./outside-workloads.js";
+import {
+  clientTimeoutMs,
+  CRR_SIZE,
+  iperf3Run,
+  loopbackPlacement,
+  parsed,
+  requireExit0,
+  requireFewCrrFailures,
+  sockperfPingPong,
+  tool,
+  type Iperf3Options,
+} from "./tool-runs.js";
 
-export type Tool = "iperf3" | "sockperf" | "sbload" | "tcpdump";
-export type WorkloadGroup = "throughput" | "latency" | "connections" | "packets";
+/** ip and nsenter build and enter the outside-veth rows' network namespaces. */
+export type Tool = "iperf3" | "sockperf" | "sbload" | "tcpdump" | "ip" | "nsenter";
+export type WorkloadGroup = "throughput" | "latency" | "connections" | "packets" | "outside";
 
 export interface MetricDef {
   /** Key into a measurement's `values`. */
@@ -46,8 +62,8 @@ export interface RunContext {
 export interface Measurement {
   /** One value per metric key. */
   readonly values: Readonly<Record<string, number>>;
-  /** What the counters of an accelerated run must show. */
-  readonly expect: OnExpectation;
+  /** What the counters of its ON run must show: accelerated, or (outside rows) left alone. */
+  readonly expect: RunExpectation;
   /** The parsed tool output, for the JSON report. */
   readonly detail: Readonly<Record<string, unknown>>;
 }
@@ -111,50 +127,9 @@ export function findTools(buildDir = BUILD_DIR): ToolPaths {
     sockperf: onPath("sockperf"),
     tcpdump: onPath("tcpdump"),
     sbload: existsSync(sbload) ? sbload : undefined,
+    ip: onPath("ip"),
+    nsenter: onPath("nsenter"),
   };
-}
-
-function tool(ctx: RunContext, name: Tool): string {
-  const path = ctx.tools[name];
-  if (path === undefined) throw new ToolFailure(`${name} is not installed`);
-  return path;
-}
-
-function outputTail(f: Finished, max = 300): string {
-  const text = (f.stderr.trim() || f.stdout.trim()).replace(/\s+/g, " ");
-  return text.length <= max ? text : `...${text.slice(-max)}`;
-}
-
-/** Turn a parser's complaint into a run failure. */
-function parsed<T>(parse: () => T, f: Finished, what: string): T {
-  try {
-    return parse();
-  } catch (e) {
-    if (e instanceof BenchParseError) {
-      const exit = f.code === 0 ? "" : ` (exit ${f.code ?? f.signal})`;
-      throw new ToolFailure(`${what}: ${e.reason}${exit}`);
-    }
-    throw e;
-  }
-}
-
-function requireExit0(f: Finished, what: string): void {
-  if (f.code !== 0) throw new ToolFailure(`${what} exited ${f.code ?? f.signal}: ${outputTail(f)}`);
-}
-
-/** Give a server that should exit by itself `ms`, then kill it by PID. */
-async function reap(ctx: RunContext, proc: BenchProcess, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const exited = await Promise.race([
-    proc.done.then(() => true),
-    new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms))),
-  ]);
-  clearTimeout(timer);
-  if (!exited) await ctx.env.stop(proc, "SIGKILL");
-}
-
-function clientTimeoutMs(ctx: RunContext): number {
-  return ctx.seconds * 1000 + 30_000;
 }
 
 export function sizeLabel(bytes: number): string {
@@ -164,40 +139,7 @@ export function sizeLabel(bytes: number): string {
 
 // ------------------------------------------------------------------ iperf3
 
-interface Iperf3Options {
-  readonly length: number;
-  readonly streams: number;
-  /** Move this many bytes (`-n`) instead of running for the run's seconds (`-t`). */
-  readonly bytes?: number;
-}
-
-function iperf3ClientArgs(port: number, seconds: number, o: Iperf3Options): string[] {
-  const amount = o.bytes === undefined ? ["-t", String(seconds)] : ["-n", String(o.bytes)];
-  return [
-    "-c", "127.0.0.1", "-p", String(port), ...amount, "-l", String(o.length),
-    ...(o.streams > 1 ? ["-P", String(o.streams)] : []),
-    "--json",
-  ];
-}
-
-/** One iperf3 run: server `-s -1` on 127.0.0.1 (a fresh free port), then the client; both in the cgroup. */
-async function iperf3Run(ctx: RunContext, o: Iperf3Options, port?: number): Promise<Iperf3Result> {
-  const iperf3 = tool(ctx, "iperf3");
-  const p = port ?? (await freePort());
-  const server = ctx.env.start(iperf3, ["-s", "-1", "--forceflush", "-p", String(p), "-B", "127.0.0.1"]);
-  try {
-    await ctx.env.waitForOutput(server, /Server listening/, 10_000);
-    const client = await ctx.env.run(iperf3, iperf3ClientArgs(p, ctx.seconds, o), { timeoutMs: clientTimeoutMs(ctx) });
-    const result = parsed(() => parseIperf3Json(client.stdout), client, "iperf3");
-    requireExit0(client, "iperf3 client");
-    return result;
-  } finally {
-    // -1: the server exits after its one test.
-    await reap(ctx, server, 3000);
-  }
-}
-
-function iperf3Expectation(r: Iperf3Result): OnExpectation {
+function iperf3Expectation(r: Iperf3Result): RunExpectation {
   // A control connection plus one per stream, two sockets each.
   return { minSockets: 2 * (r.streams + 1), payloadBytes: r.bytes };
 }
@@ -206,7 +148,6 @@ function iperf3Detail(r: Iperf3Result): Record<string, unknown> {
   return { ...r };
 }
 
-const THROUGHPUT: MetricDef = { key: "bitsPerSecond", name: "throughput", unit: "bit/s", direction: "higher-is-better" };
 
 function sbloadStreamArgs(family: "unix" | "tcp4", o: Iperf3Options, seconds: number): string[] {
   return [
@@ -234,7 +175,7 @@ function throughputWorkload(o: Iperf3Options): Workload {
     metrics: [THROUGHPUT],
     needs: ["iperf3"],
     async run(ctx) {
-      const r = await iperf3Run(ctx, o);
+      const r = await iperf3Run(ctx, loopbackPlacement(ctx.env), o);
       return { values: { [THROUGHPUT.key]: r.bitsPerSecond }, expect: iperf3Expectation(r), detail: iperf3Detail(r) };
     },
     reference: {
@@ -250,11 +191,6 @@ function throughputWorkload(o: Iperf3Options): Workload {
 
 // ------------------------------------------------------------------ sockperf
 
-const LATENCY: readonly MetricDef[] = [
-  { key: "p50Us", name: "p50 latency", unit: "us", direction: "lower-is-better" },
-  { key: "p99Us", name: "p99 latency", unit: "us", direction: "lower-is-better" },
-  { key: "p999Us", name: "p99.9 latency", unit: "us", direction: "lower-is-better" },
-];
 
 /**
  * sbload rr reports round-trip times; sockperf reports one-way latency (half
@@ -283,30 +219,13 @@ function pingPongWorkload(size: number): Workload {
     metrics: LATENCY,
     needs: ["sockperf"],
     async run(ctx) {
-      const sockperf = tool(ctx, "sockperf");
-      const port = String(await freePort());
-      const server = ctx.env.start(sockperf, ["server", "--tcp", "-i", "127.0.0.1", "-p", port]);
-      try {
-        await ctx.env.waitForOutput(server, /to block on socket/, 10_000);
-        const client = await ctx.env.run(
-          sockperf,
-          ["ping-pong", "--tcp", "-i", "127.0.0.1", "-p", port, "-m", String(size), "-t", String(ctx.seconds)],
-          { timeoutMs: clientTimeoutMs(ctx) },
-        );
-        // sockperf exits 0 even when it measured nothing: the parser is the judge.
-        const r = parsed(() => parseSockperfPingPong(`${client.stdout}\n${client.stderr}`), client, "sockperf");
-        if (r.protocol !== "TCP") throw new ToolFailure(`sockperf measured ${r.protocol}, not TCP`);
-        requireExit0(client, "sockperf ping-pong");
-        return {
-          values: { p50Us: r.p50Us, p99Us: r.p99Us, p999Us: r.p999Us },
-          // Every observation is one message each way, in the measured window alone.
-          expect: { minSockets: 2, payloadBytes: 2 * size * r.observations },
-          detail: { ...r, messageSize: size },
-        };
-      } finally {
-        // sockperf server never exits by itself: kill it by PID.
-        await ctx.env.stop(server, "SIGKILL");
-      }
+      const r = await sockperfPingPong(ctx, loopbackPlacement(ctx.env), size);
+      return {
+        values: { p50Us: r.p50Us, p99Us: r.p99Us, p999Us: r.p999Us },
+        // Every observation is one message each way, in the measured window alone.
+        expect: { minSockets: 2, payloadBytes: 2 * size * r.observations },
+        detail: { ...r, messageSize: size },
+      };
     },
     reference: {
       label: "AF_UNIX",
@@ -321,9 +240,6 @@ function pingPongWorkload(size: number): Workload {
 
 // ------------------------------------------------------------------ sbload crr
 
-const CRR_SIZE = 64;
-/** A run in which more than this share of connections failed measured something else. */
-const CRR_MAX_FAILURE_FRACTION = 0.01;
 
 /**
  * Connection setup rate. sbload closes each connection with SO_LINGER {1, 0}
@@ -337,7 +253,7 @@ const crrWorkload: Workload = {
   group: "connections",
   title: `sbload crr ${CRR_SIZE} B`,
   command: `sbload crr --family tcp4 --size ${CRR_SIZE} --seconds SECONDS (SO_LINGER 0)`,
-  metrics: [{ key: "connectionsPerSecond", name: "connection rate", unit: "conn/s", direction: "higher-is-better" }],
+  metrics: [CONNECTION_RATE],
   needs: ["sbload"],
   async run(ctx) {
     const f = await ctx.env.run(
@@ -347,9 +263,7 @@ const crrWorkload: Workload = {
     );
     const r = parsed(() => parseSbloadOutput(f.stdout, "crr"), f, "sbload crr");
     requireExit0(f, "sbload crr");
-    if (r.failures > CRR_MAX_FAILURE_FRACTION * r.connections) {
-      throw new ToolFailure(`sbload crr: ${r.failures} of ${r.connections + r.failures} connections failed`);
-    }
+    requireFewCrrFailures(r);
     return {
       values: { connectionsPerSecond: r.connectionsPerSecond },
       expect: { minSockets: 2 * r.connections, payloadBytes: 2 * CRR_SIZE * r.connections },
@@ -427,7 +341,7 @@ const packetsWorkload: Workload = {
     let result: Iperf3Result;
     try {
       await ctx.env.waitForOutput(capture, /listening on/, 10_000);
-      result = await iperf3Run(ctx, { length: PACKETS_LENGTH, streams: 1, bytes: PACKETS_BYTES }, port);
+      result = await iperf3Run(ctx, loopbackPlacement(ctx.env), { length: PACKETS_LENGTH, streams: 1, bytes: PACKETS_BYTES }, port);
       // Let the last teardown packets reach the capture.
       await sleep(300);
     } finally {
@@ -456,6 +370,7 @@ export const WORKLOADS: readonly Workload[] = [
   pingPongWorkload(16 * 1024),
   crrWorkload,
   packetsWorkload,
+  ...OUTSIDE_VETH_WORKLOADS,
 ];
 
 /** What --quick runs: the smallest and largest single-stream writes, 64 B ping-pong, and the packet count. */
@@ -469,12 +384,21 @@ const GROUP_ALIASES: Readonly<Record<string, WorkloadGroup>> = {
   connections: "connections",
   crr: "connections",
   packets: "packets",
+  outside: "outside",
 };
+
+/** `outside-veth-*`: `*` stands for any run of characters. */
+function globMatcher(pattern: string): RegExp {
+  const escaped = pattern.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&"));
+  return new RegExp(`^${escaped.join(".*")}$`, "i");
+}
 
 /**
  * Workloads named by --only: workload ids (iperf3-64, iperf3-P4-128K,
- * pingpong-1K, crr, packets, ...) or groups (throughput, latency, connections,
- * packets), case-insensitive, in catalogue order. Throws on an unknown name.
+ * pingpong-1K, crr, packets, outside-veth-crr, ...), ids with `*` wildcards
+ * (outside-veth-*) or groups (throughput, latency, connections, packets,
+ * outside), case-insensitive, in catalogue order. Throws on a name that
+ * matches nothing.
  */
 export function selectWorkloads(names: readonly string[], catalogue: readonly Workload[] = WORKLOADS): Workload[] {
   const wanted = new Set<Workload>();
@@ -487,7 +411,8 @@ export function selectWorkloads(names: readonly string[], catalogue: readonly Wo
       continue;
     }
     const group = GROUP_ALIASES[name];
-    const inGroup = group === undefined ? [] : catalogue.filter((w) => w.group === group);
+    const pattern = name.includes("*") ? globMatcher(name) : undefined;
+    const inGroup = pattern ? catalogue.filter((w) => pattern.test(w.id)) : group === undefined ? [] : catalogue.filter((w) => w.group === group);
     if (inGroup.length === 0) {
       throw new RangeError(
         `unknown workload ${JSON.stringify(raw)}; known: ${catalogue.map((w) => w.id).join(", ")}, or a group: ${Object.keys(GROUP_ALIASES).join(", ")}`,
