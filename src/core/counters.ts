@@ -33,12 +33,12 @@ export const COUNTERS = [
   {
     name: 'socketsInserted',
     c: 'sockets_inserted',
-    label: 'sockets accelerated',
+    label: 'sockets inserted',
     kind: 'counter',
     unit: 'sockets',
     metric: {
       name: 'sockbypass_sockets_accelerated_total',
-      help: 'Sockets put into the sockhash (two per same-host connection).',
+      help: 'Sockets put into the sockhash: both ends of each paired connection (a client end whose server end could not join is counted here and in pair_unjoined).',
     },
   },
   {
@@ -188,7 +188,7 @@ export const COUNTERS = [
   {
     name: 'pairsJoined',
     c: 'pairs_joined',
-    label: 'connections paired',
+    label: 'connections accelerated',
     kind: 'counter',
     unit: 'events',
     metric: {
