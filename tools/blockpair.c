@@ -24,16 +24,20 @@
  * byte is checked against the stream's pattern. A read that fails with
  * EAGAIN/EWOULDBLOCK is counted and retried (so the rest of the stream is
  * still verified); EINTR is retried; any other error ends that stream as a
- * failure. Each failed call is counted by errno, by shape, by end (client,
+ * failure. With --read-pause-us, a reader sleeps that long after one read in
+ * eight (outside any socket call). Each failed call is counted by errno, by shape, by end (client,
  * server) and by phase:
- *   reading-while-writing  the reader's own end is still writing;
- *   reading-after-shutdown its own end has shut down its write side;
- *   reading-before-writing turn's server, before its response;
- *   writing                a write.
+ *   reading-while-writing   the reader's own end is still writing;
+ *   reading-across-shutdown its own end shut down its write side while the
+ *                           read was waiting;
+ *   reading-after-shutdown  its own end had shut down before the read;
+ *   reading-before-writing  turn's server, before its response;
+ *   writing                 a write.
+ * Each EAGAIN also notes the socket's TCP state when the call returned.
  *
  * usage: blockpair [--family tcp4|tcp6] [--connections N] [--concurrency N]
- *                  [--bytes B] [--write-size B] [--read-size B] [--sndbuf B]
- *                  [--shape duplex|turn|both] [--seed N] [--seconds S]
+ *                  [--bytes B] [--write-size B] [--read-size B] [--read-pause-us N]
+ *                  [--sndbuf B] [--shape duplex|turn|both] [--seed N] [--seconds S]
  * Output: one JSON line. Exit 0 when every byte arrived and no call failed,
  * 1 when some call failed or a byte was wrong, 2 setup error, 3 watchdog.
  */
@@ -54,21 +58,28 @@
 
 static const char USAGE[] =
 	"usage: blockpair [--family tcp4|tcp6] [--connections N] [--concurrency N] [--bytes B]\n"
-	"                 [--write-size B] [--read-size B] [--sndbuf B] [--shape duplex|turn|both]\n"
+	"                 [--write-size B] [--read-size B] [--read-pause-us N] [--sndbuf B]\n"
+	"                 [--shape duplex|turn|both]\n"
 	"                 [--seed N] [--seconds S]\n";
 
 enum shape { SHAPE_DUPLEX, SHAPE_TURN, SHAPES };
 enum end { END_CLIENT, END_SERVER, ENDS };
-enum phase { PH_READ_WHILE_WRITING, PH_READ_AFTER_SHUTDOWN, PH_READ_BEFORE_WRITING, PH_WRITE, PHASES };
+enum phase { PH_READ_WHILE_WRITING, PH_READ_ACROSS_SHUTDOWN, PH_READ_AFTER_SHUTDOWN, PH_READ_BEFORE_WRITING, PH_WRITE,
+	     PHASES };
 
 static const char *const SHAPE_NAME[SHAPES] = { "duplex", "turn" };
 static const char *const END_NAME[ENDS] = { "client", "server" };
-static const char *const PHASE_NAME[PHASES] = { "reading-while-writing", "reading-after-shutdown",
-						 "reading-before-writing", "writing" };
+static const char *const PHASE_NAME[PHASES] = { "reading-while-writing", "reading-across-shutdown",
+						 "reading-after-shutdown", "reading-before-writing", "writing" };
+
+static const char *const TCP_STATE_NAME[] = { "?", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1",
+					      "FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK",
+					      "LISTEN", "CLOSING" };
+#define TCP_STATES (sizeof(TCP_STATE_NAME) / sizeof(TCP_STATE_NAME[0]))
 
 static struct {
 	int family;
-	uint64_t connections, concurrency, bytes, write_size, read_size, sndbuf, seed;
+	uint64_t connections, concurrency, bytes, write_size, read_size, sndbuf, seed, read_pause_us;
 	int shapes; /* bit per enum shape */
 	double seconds;
 } O = { .family = AF_INET, .connections = 1000, .concurrency = 8, .bytes = 2 * MiB, .write_size = 1 * MiB,
@@ -89,6 +100,7 @@ static struct {
 	uint64_t errors[ERRNOS];
 	uint64_t eagain[SHAPES][ENDS][PHASES];
 	uint64_t eagain_with_outq; /* EAGAINs while the reader's own send queue held bytes */
+	uint64_t eagain_state[TCP_STATES];
 	uint64_t conns_with_eagain;
 	int other_errno; /* the first errno counted as "other" */
 	char first_failure[256];
@@ -119,9 +131,10 @@ struct side {
 	uint64_t out_key, in_key; /* pattern keys of what this end writes and reads */
 	uint8_t *wbuf, *rbuf;
 	uint64_t rng;
-	atomic_bool write_done; /* shut down its write side */
+	atomic_bool write_done; /* set just before it shuts down its write side */
 	/* results of this side, merged under R_lock at the end */
 	uint64_t got, reads, writes, waitall_reads, errors[ERRNOS], eagain[PHASES], eagain_with_outq;
+	uint64_t eagain_state[TCP_STATES]; /* by the TCP state when the call returned */
 	int other_errno;
 	bool failed;
 	char failure[200];
@@ -160,6 +173,16 @@ static int inq(int fd)
 	return ioctl(fd, SIOCINQ, &v) < 0 ? -1 : v;
 }
 
+static unsigned tcp_state(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 || ti.tcpi_state >= TCP_STATES)
+		return 0;
+	return ti.tcpi_state;
+}
+
 static void count_error(struct side *s, enum phase ph, int e)
 {
 	int k = errno_class(e);
@@ -171,15 +194,19 @@ static void count_error(struct side *s, enum phase ph, int e)
 		return;
 	s->eagain[ph]++;
 	int oq = outq(s->fd), iq = inq(s->fd);
+	unsigned st = tcp_state(s->fd);
+
+	s->eagain_state[st]++;
 
 	if (oq > 0)
 		s->eagain_with_outq++;
 	pthread_mutex_lock(&R_lock);
 	if (R.nsamples < SAMPLES)
 		snprintf(R.samples[R.nsamples++], sizeof(R.samples[0]),
-			 "conn %llu %s %s %s at byte %llu, +%lld ms, SIOCOUTQ %d, SIOCINQ %d",
+			 "conn %llu %s %s %s at byte %llu, +%lld ms, %s, SIOCOUTQ %d, SIOCINQ %d, peer %s",
 			 (unsigned long long)s->c->id, SHAPE_NAME[s->c->shape], END_NAME[s->end], PHASE_NAME[ph],
-			 (unsigned long long)s->got, (long long)((now_ns() - s->c->t0) / 1000000), oq, iq);
+			 (unsigned long long)s->got, (long long)((now_ns() - s->c->t0) / 1000000), TCP_STATE_NAME[st], oq, iq,
+			 atomic_load(&s->c->side[1 - s->end].write_done) ? "had shut down" : "still writing");
 	pthread_mutex_unlock(&R_lock);
 }
 
@@ -215,18 +242,17 @@ static void write_all(struct side *s)
 		sent += n;
 	}
 done:
+	/* Set first: a reader woken by what the shutdown causes must see it. */
+	atomic_store(&s->write_done, true);
 	if (shutdown(s->fd, SHUT_WR) < 0 && !s->failed)
 		side_fail(s, "%s shutdown: %s", END_NAME[s->end], strerror(errno));
-	atomic_store(&s->write_done, true);
 }
 
 /* Read and check the other end's whole stream, then its EOF. */
 static void read_all(struct side *s, enum phase fixed)
 {
 	for (;;) {
-		enum phase ph = fixed != PHASES ? fixed
-				: atomic_load(&s->write_done) ? PH_READ_AFTER_SHUTDOWN
-							      : PH_READ_WHILE_WRITING;
+		bool done_before = atomic_load(&s->write_done);
 		uint64_t r = rnd(&s->rng);
 		bool waitall = (r & 3) == 0;
 		/* Past the stream's end a read asks for more, so EOF is what ends it. */
@@ -242,6 +268,10 @@ static void read_all(struct side *s, enum phase fixed)
 			s->waitall_reads++;
 		if (k < 0) {
 			int e = errno;
+			enum phase ph = fixed != PHASES      ? fixed
+					: done_before               ? PH_READ_AFTER_SHUTDOWN
+					: atomic_load(&s->write_done) ? PH_READ_ACROSS_SHUTDOWN
+								    : PH_READ_WHILE_WRITING;
 
 			count_error(s, ph, e);
 			if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR) {
@@ -273,6 +303,10 @@ static void read_all(struct side *s, enum phase fixed)
 					  (unsigned long long)(s->got + ok));
 		}
 		s->got += (uint64_t)k;
+		/* A reader that is neither copying nor waiting, now and then: that is when a sender
+		 * that flow control moved to TCP may come back to the redirect. */
+		if (O.read_pause_us && (r >> 40) % 8 == 0)
+			usleep((useconds_t)O.read_pause_us);
 	}
 }
 
@@ -355,6 +389,8 @@ static void merge(struct conn *c)
 			any_eagain |= s->eagain[p] > 0;
 		}
 		R.eagain_with_outq += s->eagain_with_outq;
+		for (size_t i = 0; i < TCP_STATES; i++)
+			R.eagain_state[i] += s->eagain_state[i];
 		if (s->other_errno && !R.other_errno)
 			R.other_errno = s->other_errno;
 	}
@@ -479,6 +515,13 @@ static void print_json(double secs)
 					       PHASE_NAME[p], (unsigned long long)R.eagain[sh][e][p]);
 					first = false;
 				}
+	fputs("},\"eagainTcpState\":{", stdout);
+	first = true;
+	for (size_t i = 0; i < TCP_STATES; i++)
+		if (R.eagain_state[i]) {
+			printf("%s\"%s\":%llu", first ? "" : ",", TCP_STATE_NAME[i], (unsigned long long)R.eagain_state[i]);
+			first = false;
+		}
 	fputs("},\"eagainSamples\":[", stdout);
 	for (int i = 0; i < R.nsamples; i++) {
 		if (i)
@@ -518,6 +561,8 @@ int main(int argc, char **argv)
 			O.read_size = parse_u64(a, v, 1, 64 * MiB);
 		else if (!strcmp(a, "--sndbuf"))
 			O.sndbuf = parse_u64(a, v, 0, 1U << 30);
+		else if (!strcmp(a, "--read-pause-us"))
+			O.read_pause_us = parse_u64(a, v, 0, 1000000);
 		else if (!strcmp(a, "--seed"))
 			O.seed = parse_u64(a, v, 0, UINT64_MAX);
 		else if (!strcmp(a, "--seconds"))
