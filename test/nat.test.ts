@@ -364,8 +364,17 @@ test('isolation: two namespaces with identical app → VIP REDIRECT setups and t
         inNs(ns, 'ip', ['link', 'set', 'sbnat0', 'up']);
         inNs(ns, 'ip', ['link', 'set', 'sbnat1', 'up']);
         inNs(ns, 'ip', ['route', 'add', '198.18.10.10/32', 'dev', 'sbnat0']);
-        iptables(sb, ns, [['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', '198.18.10.10', '--dport', '80', '-j', 'REDIRECT', '--to-ports', '15001']]);
+        iptables(sb, ns, [
+          ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', '198.18.10.10', '--dport', '80', '-j', 'REDIRECT', '--to-ports', '15001'],
+          ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', '198.18.10.10', '--dport', '81', '-j', 'REDIRECT', '--to-ports', '15002'],
+        ]);
       }
+      // Beside the transfers, one long-lived connection per namespace (round trips for 3 s,
+      // the same client port in both) that the connections view is sure to catch.
+      const rrServers = namespaces.map((ns, i) => {
+        const ready = join(dir, `ready-rr-${i}`);
+        return { ready, proc: startInNetns(sb, ns, SBLOAD, ['rr', '--role', 'server', '--listen', '0.0.0.0:15002', '--ready-file', ready, '--seconds', '30']) };
+      });
       load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
       const perNs = 40;
       const before = counters(sb);
@@ -376,10 +385,15 @@ test('isolation: two namespaces with identical app → VIP REDIRECT setups and t
         while (running) {
           const list = connections({ pinDir: sb.pinDir });
           crossed += list.filter((c) => c.b && c.crossNamespace).length;
-          pairsSeen = Math.max(pairsSeen, list.filter((c) => c.b && c.natted).length);
+          const natted = list.filter((c) => c.b && c.natted);
+          if (new Set(natted.map((c) => c.a.netns.cookie)).size >= 2) pairsSeen = Math.max(pairsSeen, natted.length);
           await new Promise((r) => setTimeout(r, 20));
         }
       })();
+      for (const r of rrServers) await readyPort(r.ready, r.proc);
+      const rrClients = namespaces.map((ns) =>
+        startInNetns(sb, ns, SBLOAD, ['rr', '--role', 'client', '--connect', '198.18.10.10:81', '--bind', '198.18.3.2:43000', '--seconds', '3', '--warmup', '100']),
+      );
       const runs = await Promise.all(
         namespaces.map((ns, i) =>
           transfer(sb, dir, {
@@ -388,16 +402,19 @@ test('isolation: two namespaces with identical app → VIP REDIRECT setups and t
           }),
         ),
       );
+      for (const c of rrClients) assert.equal((await c.done).code, 0, `rr client: ${c.stderr()}`);
       running = false;
       await watch;
+      for (const r of rrServers) r.proc.child.kill('SIGTERM');
       const d = delta(before, counters(sb));
       t.diagnostic(
         `isolation: 2 × ${perNs} connections from 198.18.3.2:42000-${42000 + perNs - 1} to 198.18.10.10:80 (→ 127.0.0.1:15001), other seeds per namespace; ` +
-          `${runs.map((r, i) => `ns ${i}: c2s ${r.cli.json.c2sSha256?.slice(0, 12)}…`).join(', ')}; natted pairs seen at once ${pairsSeen}, pairs across namespaces ${crossed}; ${counterText(d)}`,
+          `${runs.map((r, i) => `ns ${i}: c2s ${r.cli.json.c2sSha256?.slice(0, 12)}…`).join(', ')}; natted pairs seen at once in both namespaces ${pairsSeen}, pairs across namespaces ${crossed}; ${counterText(d)}`,
       );
       assert.notEqual(runs[0]?.cli.json.c2sSha256, runs[1]?.cli.json.c2sSha256, 'the two namespaces carried different bytes');
+      assert.ok(pairsSeen >= 2, 'the connections view caught natted pairs of both namespaces at once');
       assert.equal(crossed, 0, 'no pair ever had its ends in two namespaces');
-      assert.equal(d.pairsJoined, 2 * perNs, 'every connection in both namespaces paired');
+      assert.equal(d.pairsJoined, 2 * perNs + 2, 'every connection in both namespaces paired (and the two round-trip connections)');
       assert.equal(d.insertExists, 0, 'identical tuples in two namespaces never collided in the map');
     });
     assert.deepEqual(strayVeths(), [], 'no veth left behind');
