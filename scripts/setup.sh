@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # podman and mmdebstrap: the image test (test/deploy-image.test.ts) bootstraps a base and builds the Dockerfile.
-APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool libssl-dev make gcc iperf3 sockperf tcpdump iproute2 podman mmdebstrap)
+# iptables, nftables and haproxy: the NAT tests (test/nat.test.ts).
+APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool libssl-dev make gcc iperf3 sockperf tcpdump iproute2 podman mmdebstrap iptables nftables haproxy)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -17,6 +18,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   # iperf3 asks whether to start a daemon; answer no.
   echo "iperf3 iperf3/start_daemon boolean false" | $SUDO debconf-set-selections
+  # haproxy only stands in for a sidecar in test/nat.test.ts, run by the test in the
+  # foreground; mask its service (before the package can start it) where systemd runs.
+  if [ -d /run/systemd/system ] && printf '%s\n' "${missing[@]}" | grep -qx haproxy; then
+    $SUDO systemctl mask haproxy.service >/dev/null
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
