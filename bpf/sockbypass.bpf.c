@@ -395,7 +395,16 @@ static __always_inline void on_syn_answered(struct bpf_sock_ops *skops)
 		return;
 	pair_id_of(&id, &entry.passive, false);
 	entry.state = PAIR_PENDING;
-	bpf_map_update_elem(&pairs, &id, &entry, BPF_ANY);
+	/* Two handshakes with one identity (ISNs come from a host-wide key over
+	 * the tuple plus a clock, so identical tuples in two namespaces in the
+	 * same tick could meet): neither may pair, or a client could join the
+	 * wrong server. The first one's entry is marked, the second not recorded. */
+	if (bpf_map_update_elem(&pairs, &id, &entry, BPF_NOEXIST) == -EEXIST) {
+		struct pair_entry *other = bpf_map_lookup_elem(&pairs, &id);
+
+		if (other)
+			__sync_lock_test_and_set(&other->state, PAIR_DECLINED);
+	}
 }
 
 /* The sockhash insert of one end, counted and reported on failure. */
