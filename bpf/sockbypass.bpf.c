@@ -684,9 +684,9 @@ static __always_inline __u32 redirected_queue_bytes(struct sock *sk)
  * not read. The redirected receiver's own sk_rcvbuf never autotunes
  * (tcp_recvmsg, which grows it, never sees those bytes), so the sender does
  * it: four times the most the reader drained between two of its messages,
- * at least the receive buffer plus the sender's own send buffer (what TCP
- * lets a sender push at a reader that does not read, before it blocks), at
- * most tcp_rmem[2]. `queue_limit`, when set, lowers it further (tests force
+ * at least the receive buffer plus the largest send buffer TCP would give
+ * the sender (tcp_wmem[2]): what a TCP sender can have outstanding at a
+ * reader that does not read before it blocks. At most tcp_rmem[2]. `queue_limit`, when set, lowers it further (tests force
  * frequent switches with it).
  */
 static __always_inline __u32 queue_limit_of(struct sock *peer, struct sock *me, const struct sock_state *st,
@@ -697,7 +697,7 @@ static __always_inline __u32 queue_limit_of(struct sock *peer, struct sock *me, 
 	if (peer->sk_userlocks & SOCK_RCVBUF_LOCK)
 		return peer->sk_rcvbuf;
 	autotune_max = peer->__sk_common.skc_net.net->ipv4.sysctl_tcp_rmem[2];
-	floor = (__u64)peer->sk_rcvbuf + me->sk_sndbuf;
+	floor = (__u64)peer->sk_rcvbuf + me->__sk_common.skc_net.net->ipv4.sysctl_tcp_wmem[2];
 	limit = (__u64)st->peer_drain_max * 4;
 	if (limit < floor)
 		limit = floor;
