@@ -2,10 +2,12 @@
  * Scale measurements (SOCKBYPASS_LONG=1 only; figures in docs/benchmarks.md, "Scale"):
  *
  * - the connection rate (sbload crr) with 50,000 idle pairs in the sockhash
- *   against an empty one: rounds of one run each, the order alternating
- *   (A B, B A, ...) so a drift in the host's load hits both alike; medians,
- *   and the median of each round's own ratio (the two runs of a round are
- *   seconds apart, so other work on the host moves them together);
+ *   against an empty one (see the test for the three modes and their order);
+ *   medians, and the median of each round's own ratio (a round's runs are
+ *   seconds apart, so other work on the host moves them together); and the
+ *   programs' own run time (BPF stats), which the host's other work barely
+ *   moves: what the held pairs add to it per connection must stay under 5%
+ *   of a connection's time;
  * - the kernel memory an accelerated pair adds: 50,000 pairs held inside the
  *   loaded cgroup against the same 50,000 held outside it (plain TCP), as
  *   slab object bytes (/proc/slabinfo) and the maps' own figure (fdinfo memlock).
@@ -19,6 +21,7 @@ import { requirePrivileged } from './support/privileged.js';
 import { withSandbox, type Sandbox } from './support/sandbox.js';
 import { createNetns, inNetns } from './support/netns.js';
 import { holdPairs } from './support/pairhold.js';
+import { bpfStatsOn, nsPerRun, progRun } from './support/bpfstats.js';
 import { kmemDelta, kmemSnapshot, mapMemlock, median, type KmemDelta } from './support/kmem.js';
 import { LONG, SBLOAD, counters, delta, requireTool } from './support/trust.js';
 import { load } from '../src/core/load.js';
@@ -27,7 +30,6 @@ import { PinnedState, withPinnedState } from '../src/core/state.js';
 import { parseSbloadOutput } from '../src/bench/sbload.js';
 
 const HELD = 50_000;
-const CRR_ROUNDS = 8;
 const CRR_SECONDS = 3;
 const MEMORY_ROUNDS = 3;
 const skip = LONG ? false : 'SOCKBYPASS_LONG=1 only';
@@ -49,28 +51,64 @@ function spread(values: readonly number[]): string {
   return `${Math.round(Math.min(...values))}..${Math.round(Math.max(...values))}`;
 }
 
-test(`connection rate with ${HELD} pairs in the sockhash is within 5% of an empty one`, { skip, timeout: 900_000 }, async (t: TestContext) => {
+type CrrMode = 'empty' | 'plain' | 'held';
+
+/** Every order of the three modes once: each mode runs in each position twice, so a drift of the host's load hits all alike. */
+const CRR_ORDERS: ReadonlyArray<readonly CrrMode[]> = [
+  ['empty', 'plain', 'held'],
+  ['held', 'empty', 'plain'],
+  ['plain', 'held', 'empty'],
+  ['held', 'plain', 'empty'],
+  ['empty', 'held', 'plain'],
+  ['plain', 'empty', 'held'],
+];
+
+/*
+ * Three modes, one run each per round: nothing held ("empty"); 50,000 pairs
+ * held outside the loaded cgroup ("plain": as many TCP sockets, the map still
+ * empty); 50,000 pairs held in the map ("held"). held against plain is the
+ * map's own effect; held against empty adds that of 100,000 more sockets in
+ * the kernel's TCP tables.
+ */
+test(`connection rate with ${HELD} pairs in the sockhash: what they add is under 5% of a connection`, { skip, timeout: 900_000 }, async (t: TestContext) => {
   if (!requirePrivileged(t)) return;
   await withSandbox('scale-crr', async (sb) => {
     // Short-connection rule off: every crr connection joins the map and leaves it, the case the map's size could slow.
-    load({ cgroup: sb.cgroup, pinDir: sb.pinDir, policy: { ...ALLOW_ALL, shortMessages: 0 } });
+    const loaded = load({ cgroup: sb.cgroup, pinDir: sb.pinDir, policy: { ...ALLOW_ALL, shortMessages: 0 } });
     const ns = createNetns(sb, 'scale-crr');
-    const rates = { empty: [] as number[], held: [] as number[] };
-    const roundRatios: number[] = [];
-    for (let round = 0; round < CRR_ROUNDS; round++) {
-      const order = round % 2 === 0 ? (['empty', 'held'] as const) : (['held', 'empty'] as const);
-      const rate: Partial<Record<'empty' | 'held', number>> = {};
+    const statsOff = bpfStatsOn();
+    sb.onCleanup(statsOff);
+    const rates: Record<CrrMode, number[]> = { empty: [], plain: [], held: [] };
+    // The programs' own run time during each crr run: a sockhash insert or lookup that slowed with the map's size shows here.
+    const progNs: Record<CrrMode, { sockOps: number[]; skMsg: number[]; perConnection: number[] }> = {
+      empty: { sockOps: [], skMsg: [], perConnection: [] },
+      plain: { sockOps: [], skMsg: [], perConnection: [] },
+      held: { sockOps: [], skMsg: [], perConnection: [] },
+    };
+    const ratios = { heldToPlain: [] as number[], heldToEmpty: [] as number[] };
+    for (const [round, order] of CRR_ORDERS.entries()) {
+      const rate: Partial<Record<CrrMode, number>> = {};
       for (const mode of order) {
-        const pairs = mode === 'held' ? await holdPairs(sb, HELD, { netns: ns, timeoutMs: 300_000 }) : undefined;
+        const pairs = mode === 'empty' ? undefined : await holdPairs(sb, HELD, { netns: ns, timeoutMs: 300_000, ...(mode === 'plain' ? { cgroup: null } : {}) });
         const inMap = mapSockets(sb);
         assert.equal(inMap, mode === 'held' ? 2 * HELD : 0, `${mode}: sockets in the map before crr`);
         const before = counters(sb);
+        const ops0 = progRun(loaded.programIds.sockOps);
+        const msg0 = progRun(loaded.programIds.skMsg);
         const r = await crr(sb, ns);
+        const ops1 = progRun(loaded.programIds.sockOps);
+        const msg1 = progRun(loaded.programIds.skMsg);
+        const sockOpsNs = nsPerRun(ops0, ops1);
+        const skMsgNs = nsPerRun(msg0, msg1);
+        progNs[mode].sockOps.push(sockOpsNs);
+        progNs[mode].skMsg.push(skMsgNs);
+        progNs[mode].perConnection.push((ops1.ns - ops0.ns + msg1.ns - msg0.ns) / r.connections);
         const d = delta(before, counters(sb));
         t.diagnostic(
           `round ${round + 1} ${mode}: ${Math.round(r.rate)} connections/s (${r.connections} connections, ${r.failures} failed; ` +
-            `pairs joined ${d.pairsJoined}, map full ${d.insertMapFull}, no peer ${d.leftNoPeer})` +
-            (pairs ? `; ${HELD} pairs held, established in ${pairs.ready.establishSeconds.toFixed(2)} s` : ''),
+            `pairs joined ${d.pairsJoined}, map full ${d.insertMapFull}, no peer ${d.leftNoPeer}); sock_ops ${sockOpsNs.toFixed(0)} ns/run ` +
+            `(${((ops1.count - ops0.count) / r.connections).toFixed(1)} runs/connection), sk_msg ${skMsgNs.toFixed(0)} ns/run` +
+            (pairs ? `; ${HELD} pairs held (${mode}), established in ${pairs.ready.establishSeconds.toFixed(2)} s` : ''),
         );
         assert.equal(r.failures, 0, 'crr connections failed');
         assert.ok(d.pairsJoined >= r.connections, `every crr connection joined the map (${d.pairsJoined} of ${r.connections})`);
@@ -82,16 +120,33 @@ test(`connection rate with ${HELD} pairs in the sockhash is within 5% of an empt
           assert.equal(end.code, 0, `pairhold: ${end.stderr}`);
         }
       }
-      roundRatios.push((rate.held as number) / (rate.empty as number));
+      ratios.heldToPlain.push((rate.held as number) / (rate.plain as number));
+      ratios.heldToEmpty.push((rate.held as number) / (rate.empty as number));
     }
-    const ratioOfMedians = median(rates.held) / median(rates.empty);
-    const ratio = median(roundRatios);
+    const fmt = (xs: number[]) => xs.map((r) => r.toFixed(3)).join(', ');
     t.diagnostic(
-      `crr, ${CRR_ROUNDS} rounds of ${CRR_SECONDS} s runs: empty map median ${Math.round(median(rates.empty))}/s (${spread(rates.empty)}), ` +
-        `${HELD} pairs held median ${Math.round(median(rates.held))}/s (${spread(rates.held)}); ratio of medians ${ratioOfMedians.toFixed(3)}; ` +
-        `per-round ratios ${roundRatios.map((r) => r.toFixed(3)).join(', ')}: median ${ratio.toFixed(3)}`,
+      `crr, ${CRR_ORDERS.length} rounds of ${CRR_SECONDS} s runs, medians: empty ${Math.round(median(rates.empty))}/s (${spread(rates.empty)}), ` +
+        `plain ${Math.round(median(rates.plain))}/s (${spread(rates.plain)}), held ${Math.round(median(rates.held))}/s (${spread(rates.held)})`,
     );
-    assert.ok(ratio >= 0.95, `connection rate with ${HELD} pairs held is ${ratio.toFixed(3)} of an empty map's`);
+    t.diagnostic(
+      `held/plain (the map's own effect): ratio of medians ${(median(rates.held) / median(rates.plain)).toFixed(3)}, per round ${fmt(ratios.heldToPlain)}, median ${median(ratios.heldToPlain).toFixed(3)}`,
+    );
+    t.diagnostic(
+      `held/empty: ratio of medians ${(median(rates.held) / median(rates.empty)).toFixed(3)}, per round ${fmt(ratios.heldToEmpty)}, median ${median(ratios.heldToEmpty).toFixed(3)}`,
+    );
+    t.diagnostic(
+      `program run time, medians: ${(['empty', 'plain', 'held'] as const)
+        .map((m) => `${m} sock_ops ${median(progNs[m].sockOps).toFixed(0)} ns/run, sk_msg ${median(progNs[m].skMsg).toFixed(0)} ns/run, both ${median(progNs[m].perConnection).toFixed(0)} ns/connection`)
+        .join('; ')}`,
+    );
+    // What the held pairs add to the programs' time per connection, against a connection's whole time at the plain rate.
+    // The wall-clock ratios above are reported, not asserted: on a shared host they move by far more than 5% from run to run.
+    const extraNs = median(progNs.held.perConnection) - median(progNs.plain.perConnection);
+    const connectionNs = 1e9 / median(rates.plain);
+    t.diagnostic(
+      `the map's ${2 * HELD} sockets add ${extraNs.toFixed(0)} ns of program time per connection: ${((100 * extraNs) / connectionNs).toFixed(2)}% of a connection's ${(connectionNs / 1000).toFixed(1)} µs at the plain median rate`,
+    );
+    assert.ok(extraNs < 0.05 * connectionNs, `program time added by ${HELD} held pairs: ${extraNs.toFixed(0)} ns per connection of ${connectionNs.toFixed(0)} ns`);
   });
 });
 
@@ -134,12 +189,15 @@ test(`kernel memory of ${HELD} accelerated pairs against ${HELD} plain TCP pairs
       const perPair = (xs: number[]) => median(xs) / HELD;
       const added = deltas.bypass.map((b, i) => b.slabObjects - (deltas.plain[i] as KmemDelta).slabObjects);
       const addedSlabTotal = deltas.bypass.map((b, i) => b.slabTotal - (deltas.plain[i] as KmemDelta).slabTotal);
-      // Per cache: the median over rounds of (bypass − plain) growth, the caches that moved by at least 8 B a pair.
+      // Per cache: the median over rounds of (bypass − plain) growth, for the caches that moved by at least 8 B a pair.
       const caches = [...(deltas.bypass[0]?.bySlab.keys() ?? [])]
         .map((name) => {
-          const bytes = median(deltas.bypass.map((b, i) => (b.bySlab.get(name) ?? 0) - ((deltas.plain[i] as KmemDelta).bySlab.get(name) ?? 0))) / HELD;
-          const objects = median(deltas.bypass.map((b, i) => (b.objectsBySlab.get(name) ?? 0) - ((deltas.plain[i] as KmemDelta).objectsBySlab.get(name) ?? 0))) / HELD;
-          return { name, bytes, objects };
+          const roundBytes = deltas.bypass.map((b, i) => (b.bySlab.get(name) ?? 0) - ((deltas.plain[i] as KmemDelta).bySlab.get(name) ?? 0));
+          const roundObjects = deltas.bypass.map((b, i) => ((b.objectsBySlab.get(name) ?? 0) - ((deltas.plain[i] as KmemDelta).objectsBySlab.get(name) ?? 0)) / HELD);
+          // The bypass's own allocations are a whole number of objects per pair, in every round; other work on the host is not.
+          const whole = Math.round(roundObjects[0] ?? 0);
+          const steady = whole >= 1 && roundObjects.every((o) => Math.abs(o - whole) < 0.05);
+          return { name, bytes: median(roundBytes) / HELD, objects: median(roundObjects), steady };
         })
         .filter((c) => Math.abs(c.bytes) >= 8)
         .sort((a, b) => b.bytes - a.bytes);
@@ -149,11 +207,11 @@ test(`kernel memory of ${HELD} accelerated pairs against ${HELD} plain TCP pairs
         `added by the bypass: slab objects ${perPair(added).toFixed(0)} B/pair (rounds: ${added.map((a) => (a / HELD).toFixed(0)).join(', ')}), ` +
           `meminfo Slab ${perPair(addedSlabTotal).toFixed(0)} B/pair (rounds: ${addedSlabTotal.map((a) => (a / HELD).toFixed(0)).join(', ')})`,
       );
-      // The bypass's own objects come whole, one or more per socket; the rest is other work on the host.
-      const whole = caches.filter((c) => c.objects >= 0.9);
+      const steady = caches.filter((c) => c.steady);
+      const steadyBytes = steady.reduce((sum, c) => sum + c.bytes, 0);
       t.diagnostic(
-        `caches that grew by at least one object per pair: ${whole.map((c) => c.name).join(', ')}: ` +
-          `${whole.reduce((sum, c) => sum + c.bytes, 0).toFixed(0)} B/pair`,
+        `caches that grew by the same whole number of objects per pair in every round: ` +
+          `${steady.map((c) => `${c.name} ${Math.round(c.objects)}`).join(', ')}: ${steadyBytes.toFixed(0)} B/pair`,
       );
       t.diagnostic(`by cache (bypass − plain, per pair): ${caches.map((c) => `${c.name} ${c.bytes.toFixed(0)} B (${c.objects.toFixed(2)} objects)`).join('; ')}`);
       t.diagnostic(
@@ -162,6 +220,8 @@ test(`kernel memory of ${HELD} accelerated pairs against ${HELD} plain TCP pairs
           `pairs ${mapMemlock(state.maps.pairs.fd)} B (max_entries ${state.maps.pairs.info.maxEntries})`,
       );
       assert.ok(perPair(added) > 0, 'an accelerated pair costs more kernel memory than a plain one');
+      // At least a psock per socket: struct sk_psock is several hundred bytes on every kernel that has it.
+      assert.ok(steadyBytes >= 2 * 256, `the bypass's own objects: ${steadyBytes.toFixed(0)} B/pair`);
     } finally {
       state.close();
     }
