@@ -48,7 +48,7 @@ static const char USAGE[] =
 	"                [--per-process M] [--ready-file PATH] [--timeout S] [--hold-max S]\n"
 	"  --pairs N         connections to open (each has two sockets here)\n"
 	"  --family F        tcp4 (127.0.0.1, default) or tcp6 (::1)\n"
-	"  --listeners K     listening ports per worker; its pair i connects to listener i %% K\n"
+	"  --listeners K     listening ports per worker; its pair i connects to listener i % K\n"
 	"                    (default 1)\n"
 	"  --per-process M   pairs per worker process (default: as many as RLIMIT_NOFILE allows)\n"
 	"  --ping            once all are established, 8 bytes each way on every pair\n"
