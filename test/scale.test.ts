@@ -18,7 +18,7 @@ import { holdPairs } from './support/pairhold.js';
 import { LONG, assertIntact, counters, delta, integrity } from './support/trust.js';
 import { load } from '../src/core/load.js';
 import { withPinnedState } from '../src/core/state.js';
-import { listSockets, pairSockets } from '../src/observe/connections.js';
+import { listSockets, pairSockets } from '../src/core/sockhash.js';
 
 const PAIRS = LONG ? 50_000 : 5_000;
 
