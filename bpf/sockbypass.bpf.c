@@ -63,11 +63,11 @@ struct sock_state {
 	__u32 mode;          /* enum sock_mode */
 	__u32 passive;       /* 1 if this socket was accepted: its local end is the service */
 	__u32 stays_tcp;     /* MODE_TCP_FLOW for a reason that does not pass: a small-write stream */
-	/* The receiver's autotuning, as this sender sees it: its queue as our last
-	 * redirect left it, and the most it ever drained between two of our
-	 * messages (see queue_limit_of). */
+	/* Whether the receiver reads, as this sender sees it: its queue as our
+	 * last redirect left it, and when we last saw it shrink (see must_use_tcp). */
 	__u32 peer_expected;
-	__u32 peer_drain_max;
+	__u32 pad2;
+	__u64 peer_drained_ns;
 	/* Every message sk_msg saw (sendmsg chunks) and their bytes, in any mode:
 	 * the mean write size of the small-write rule, and the messages per socket
 	 * of the short-connection rule. */
@@ -458,7 +458,7 @@ static __always_inline struct sock_state *state_create(struct bpf_sock_ops *skop
 	st->passive = !active;
 	st->stays_tcp = 0;
 	st->peer_expected = 0;
-	st->peer_drain_max = 0;
+	st->peer_drained_ns = 0;
 	st->messages = 0;
 	st->bytes = 0;
 	return st;
@@ -678,35 +678,39 @@ static __always_inline __u32 redirected_queue_bytes(struct sock *sk)
 
 /*
  * How many bytes a receiver may have queued: what TCP would let it hold. Its
- * SO_RCVBUF if the application set one. Otherwise TCP autotunes the buffer:
- * it grows toward net.ipv4.tcp_rmem[2] with what the reader consumes (about
- * twice what it read per round trip), and stays put for a reader that does
- * not read. The redirected receiver's own sk_rcvbuf never autotunes
- * (tcp_recvmsg, which grows it, never sees those bytes), so the sender does
- * it: four times the most the reader drained between two of its messages,
- * at least the receive buffer plus the largest send buffer TCP would give
- * the sender (tcp_wmem[2]): what a TCP sender can have outstanding at a
- * reader that does not read before it blocks. At most tcp_rmem[2]. `queue_limit`, when set, lowers it further (tests force
- * frequent switches with it).
+ * SO_RCVBUF if the application set one. Otherwise TCP autotunes the buffer of
+ * a reader that reads toward net.ipv4.tcp_rmem[2], the bound here (the
+ * redirected receiver's own sk_rcvbuf never autotunes: tcp_recvmsg, which
+ * grows it, never sees those bytes); a reader that does not read keeps its
+ * buffer, see stall_bound(). `queue_limit`, when set, lowers the bound
+ * (tests force frequent switches with it).
  */
-static __always_inline __u32 queue_limit_of(struct sock *peer, struct sock *me, const struct sock_state *st,
-					    const struct settings *cfg)
+static __always_inline __u32 queue_limit_of(struct sock *peer, const struct settings *cfg)
 {
-	__u64 limit, floor, autotune_max;
+	__u32 limit;
 
 	if (peer->sk_userlocks & SOCK_RCVBUF_LOCK)
 		return peer->sk_rcvbuf;
-	autotune_max = peer->__sk_common.skc_net.net->ipv4.sysctl_tcp_rmem[2];
-	floor = (__u64)peer->sk_rcvbuf + me->__sk_common.skc_net.net->ipv4.sysctl_tcp_wmem[2];
-	limit = (__u64)st->peer_drain_max * 4;
-	if (limit < floor)
-		limit = floor;
-	if (limit > autotune_max)
-		limit = autotune_max > floor ? autotune_max : floor;
+	limit = peer->__sk_common.skc_net.net->ipv4.sysctl_tcp_rmem[2];
+	if (limit < (__u32)peer->sk_rcvbuf)
+		limit = peer->sk_rcvbuf;
 	if (cfg->queue_limit && cfg->queue_limit < limit)
 		limit = cfg->queue_limit;
 	return limit;
 }
+
+/*
+ * What TCP lets a sender push at a reader that does not read, before the
+ * sender blocks: the receive buffer (it does not grow without reads) plus the
+ * largest send buffer TCP would give the sender (tcp_wmem[2]).
+ */
+static __always_inline __u64 stall_bound(struct sock *peer, struct sock *me)
+{
+	return (__u64)peer->sk_rcvbuf + me->__sk_common.skc_net.net->ipv4.sysctl_tcp_wmem[2];
+}
+
+/* A receiver that drained nothing for this long, past stall_bound(), does not read. */
+#define STALL_NS (2 * 1000 * 1000)
 
 /*
  * Whether the host's TCP memory is past net.ipv4.tcp_mem[0]. Redirected bytes
@@ -737,14 +741,27 @@ static __always_inline bool must_use_tcp(struct sock *target, struct sock *me, _
 {
 	__u32 queued = redirected_queue_bytes(target);
 
-	/* What the reader drained since our last message feeds the autotuning. */
-	if (st->peer_expected > queued && st->peer_expected - queued > st->peer_drain_max)
-		st->peer_drain_max = st->peer_expected - queued;
+	__u64 now = 0;
+
+	/* A queue that shrank since our last message: the reader reads. */
+	if (queued < st->peer_expected || !st->peer_drained_ns) {
+		now = bpf_ktime_get_ns();
+		st->peer_drained_ns = now;
+	}
 	st->peer_expected = queued + size;
 	if (cfg->flags & SETTINGS_NO_FLOW_CONTROL)
 		return false;
-	if (queued + size > queue_limit_of(target, me, st, cfg) || tcp_memory_high(target))
+	if (queued + size > queue_limit_of(target, cfg) || tcp_memory_high(target))
 		return true;
+	/* A reader that stopped reading holds what TCP would let it hold then. A
+	 * reader descheduled for a moment is not one: TCP would have grown its
+	 * buffer, so it takes STALL_NS without a read to tell them apart. */
+	if (queued + size > stall_bound(target, me)) {
+		if (!now)
+			now = bpf_ktime_get_ns();
+		if (now - st->peer_drained_ns > STALL_NS)
+			return true;
+	}
 	/* tcp_bpf's reads ignore SO_RCVLOWAT; TCP's path honours it. */
 	if (target->sk_rcvlowat > 1)
 		return true;
@@ -826,7 +843,7 @@ static __always_inline bool may_return(struct sock *me, struct sock_state *st, c
 	peer = kernel_view(struct sock, st->peer_sk);
 	if (peer->sk_rcvlowat > 1 || peer->sk_lock.owned)
 		return false;
-	if (redirected_queue_bytes(peer) > queue_limit_of(peer, me, st, cfg) / 2 || tcp_memory_high(peer))
+	if (redirected_queue_bytes(peer) > queue_limit_of(peer, cfg) / 2 || tcp_memory_high(peer))
 		return false;
 	mine = kernel_view(struct tcp_sock, me);
 	theirs = kernel_view(struct tcp_sock, st->peer_sk);
@@ -878,6 +895,7 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 		}
 		st->mode = MODE_REDIRECT;
 		st->peer_expected = 0;
+		st->peer_drained_ns = 0;
 		if (c)
 			c->flow_returns++;
 	}
