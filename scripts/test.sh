@@ -3,8 +3,10 @@
 # file with Node's test runner. Privileged tests load BPF for real as root;
 # under CI=true one that cannot run fails instead of skipping.
 #   --long   bigger trust runs (SOCKBYPASS_LONG=1: e.g. 1,000 x 8 MiB streams); not for CI.
-#   --image  build the container image even when it was never built here (SOCKBYPASS_IMAGE=1:
-#            mmdebstrap + a cold podman build, ~10 min); once built, the image test runs warm anyway.
+#   --image  the image test builds the full multi-stage image, clang stage included
+#            (SOCKBYPASS_IMAGE=1; slow when cold, docs/deploy.md). Without it the image test
+#            still builds and runs an image: the Dockerfile's `prebuilt` target, with the
+#            package installed from this checkout's npm pack (minutes when cold).
 set -euo pipefail
 for arg in "$@"; do
   case "$arg" in
