@@ -114,7 +114,9 @@ export function renderDemoSummary(report: BenchReport): string {
   const packets = find(report, 'packets', 'packets on lo');
   if (packets?.on && packets.off) {
     const onPackets = Math.round(packets.on.median);
-    lines.push(`The proof: while iperf3 moved 2 GiB over 127.0.0.1, tcpdump saw ${Math.round(packets.off.median)} TCP packets on lo`);
+    lines.push(
+      `The proof: while iperf3 moved 2 GiB over 127.0.0.1, tcpdump saw ${Math.round(packets.off.median)} TCP packets on lo`,
+    );
     if (onPackets <= HANDSHAKE_PACKETS) {
       lines.push(
         `with the bypass off and ${onPackets} with it on: only the handshakes and teardowns of iperf3's two connections.`,
@@ -123,7 +125,7 @@ export function renderDemoSummary(report: BenchReport): string {
     } else {
       lines.push(
         `with the bypass off and ${onPackets} with it on (${changeText(packets)}): more than the ${HANDSHAKE_PACKETS} or so that the`,
-        "handshakes and teardowns of two connections take, so part of the data went by TCP: flow control, which",
+        'handshakes and teardowns of two connections take, so part of the data went by TCP: flow control, which',
         "sends by TCP while the receiver's redirected queue is full (see the counters below).",
       );
     }
@@ -156,9 +158,14 @@ export function renderDemoSummary(report: BenchReport): string {
   if (report.cleanupProblems.length > 0) {
     lines.push('', 'Cleanup problems:', ...report.cleanupProblems.map((p) => `  ${p}`));
   } else {
-    lines.push('', `sockbypass is unloaded again and its cgroup (${report.settings.cgroup}) removed; nothing else on this machine was touched.`);
+    lines.push(
+      '',
+      `sockbypass is unloaded again and its cgroup (${report.settings.cgroup}) removed; nothing else on this machine was touched.`,
+    );
   }
-  lines.push('The whole picture (message sizes, tail latency, connection rate, AF_UNIX for reference): sockbypass bench, docs/benchmarks.md.');
+  lines.push(
+    'The whole picture (message sizes, tail latency, connection rate, AF_UNIX for reference): sockbypass bench, docs/benchmarks.md.',
+  );
   return lines.join('\n') + '\n';
 }
 
@@ -166,7 +173,7 @@ export function demoIntro(pairs: number, seconds: number): string {
   return [
     'sockbypass demo',
     '',
-    'sockbypass makes TCP between two processes on the same host skip the kernel\'s TCP/IP stack:',
+    "sockbypass makes TCP between two processes on the same host skip the kernel's TCP/IP stack:",
     'an eBPF program hands each send straight to the peer socket. This demo loads it into a cgroup',
     'of its own (nothing else on this machine is affected), runs iperf3 and sockperf inside it over',
     `127.0.0.1 with the bypass on and off (${pairs} runs each, ${seconds} s per run), counts the packets on the`,

@@ -110,5 +110,4 @@ export const otherInstance = (cgroup: string, where: string, pinDir?: string) =>
     EXIT.otherVersionLoaded,
   );
 
-export const usage = (message: string) =>
-  new SockbypassError(message, 'see sockbypass <command> --help', EXIT.usage);
+export const usage = (message: string) => new SockbypassError(message, 'see sockbypass <command> --help', EXIT.usage);

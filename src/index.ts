@@ -2,7 +2,14 @@
 export { load, DEFAULT_MAX_ENTRIES, type LoadOptions, type LoadResult } from './core/load.js';
 export { unload, type UnloadOptions, type UnloadResult } from './core/unload.js';
 export { status, type Status, type ProgramStatus } from './core/status.js';
-export { COUNTERS, readCounters, sumCounters, type Counters, type CounterName, type CounterSpec } from './core/counters.js';
+export {
+  COUNTERS,
+  readCounters,
+  sumCounters,
+  type Counters,
+  type CounterName,
+  type CounterSpec,
+} from './core/counters.js';
 export { KNOBS, type Knobs, type KnobField, type KnobSpec } from './core/knobs.js';
 export { PinnedState, withPinnedState } from './core/state.js';
 export { ALLOW_ALL, readPolicy, writePolicy, formatPolicy, validatePolicy, type Policy } from './core/policy.js';
@@ -14,9 +21,30 @@ export {
   type SocketDetails,
   type NetnsRef,
 } from './observe/connections.js';
-export { watchEvents, eventDate, EventResolver, type WatchEventsOptions, type EventWatch, type EventContext } from './observe/events.js';
-export { listNetns, socketOwners, diagSockets, type NetnsEntry, type SocketOwner, type DiagSocket } from './os/sockdiag.js';
-export { startAgent, createMetrics, DEFAULT_METRICS_ADDR, type RunOptions, type Agent, type AgentStop } from './observe/run.js';
+export {
+  watchEvents,
+  eventDate,
+  EventResolver,
+  type WatchEventsOptions,
+  type EventWatch,
+  type EventContext,
+} from './observe/events.js';
+export {
+  listNetns,
+  socketOwners,
+  diagSockets,
+  type NetnsEntry,
+  type SocketOwner,
+  type DiagSocket,
+} from './os/sockdiag.js';
+export {
+  startAgent,
+  createMetrics,
+  DEFAULT_METRICS_ADDR,
+  type RunOptions,
+  type Agent,
+  type AgentStop,
+} from './observe/run.js';
 export {
   decodeSocketKey,
   encodeSocketKey,

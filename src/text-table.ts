@@ -1,4 +1,4 @@
-export type ColumnAlign = "left" | "right";
+export type ColumnAlign = 'left' | 'right';
 
 export interface TextColumn {
   readonly header: string;
@@ -17,16 +17,16 @@ export function renderTextTable(columns: readonly TextColumn[], rows: readonly (
     }
   }
   const widths = columns.map((column, index) =>
-    Math.max(column.header.length, ...rows.map((row) => (row[index] ?? "").length)),
+    Math.max(column.header.length, ...rows.map((row) => (row[index] ?? '').length)),
   );
   const line = (cells: readonly string[]): string =>
     cells
       .map((cell, index) => {
         const width = widths[index] ?? 0;
-        return columns[index]?.align === "right" ? cell.padStart(width) : cell.padEnd(width);
+        return columns[index]?.align === 'right' ? cell.padStart(width) : cell.padEnd(width);
       })
-      .join("  ")
+      .join('  ')
       .trimEnd();
-  const rule = widths.map((width) => "-".repeat(width)).join("  ");
-  return [line(columns.map((column) => column.header)), rule, ...rows.map(line)].join("\n") + "\n";
+  const rule = widths.map((width) => '-'.repeat(width)).join('  ');
+  return [line(columns.map((column) => column.header)), rule, ...rows.map(line)].join('\n') + '\n';
 }

@@ -9,9 +9,17 @@ import { assembleReport } from '../src/bench/assemble.js';
 import { planBench } from '../src/bench/plan.js';
 import type { BenchReport } from '../src/bench/report.js';
 
-const fixture = (name: string): string => readFileSync(new URL(`../../test/fixtures/bench/${name}`, import.meta.url), 'utf8');
+const fixture = (name: string): string =>
+  readFileSync(new URL(`../../test/fixtures/bench/${name}`, import.meta.url), 'utf8');
 const published = JSON.parse(fixture('report-f672fef.json')) as BenchReport;
-const ALL_TOOLS = { iperf3: '/x/iperf3', sockperf: '/x/sockperf', tcpdump: '/x/tcpdump', sbload: '/x/sbload', ip: '/x/ip', nsenter: '/x/nsenter' };
+const ALL_TOOLS = {
+  iperf3: '/x/iperf3',
+  sockperf: '/x/sockperf',
+  tcpdump: '/x/tcpdump',
+  sbload: '/x/sbload',
+  ip: '/x/ip',
+  nsenter: '/x/nsenter',
+};
 /** The fixture predates the outside-veth rows: plan exactly the workloads it ran. */
 const PUBLISHED_PLAN = { only: published.settings.workloads.map((w) => w.id) };
 
@@ -66,7 +74,15 @@ test('assembleReport lists every discarded run with its reason, and no kept one'
   });
   assert.equal(report.durationSeconds, 1.5);
   assert.deepEqual(report.discarded, [
-    { index: first.index, workload: first.workload, title: first.title, pair: first.pair, mode: first.mode, reason: 'only 0 sockets were accelerated', values: first.values },
+    {
+      index: first.index,
+      workload: first.workload,
+      title: first.title,
+      pair: first.pair,
+      mode: first.mode,
+      reason: 'only 0 sockets were accelerated',
+      values: first.values,
+    },
   ]);
   assert.deepEqual(report.referenceChecks, [], 'no reference runs, no reference checks');
   assert.deepEqual(report.cleanupProblems, ['x']);

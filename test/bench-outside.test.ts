@@ -27,7 +27,14 @@ import { PACKAGE_ROOT } from '../src/core/paths.js';
 
 const CGROUP = '/sys/fs/cgroup/unified/sockbypass-bench-1';
 const OUTSIDE_IDS = ['outside-veth-128K', 'outside-veth-1K', 'outside-veth-pingpong-64', 'outside-veth-crr'];
-const ALL_TOOLS = { iperf3: '/x/iperf3', sockperf: '/x/sockperf', tcpdump: '/x/tcpdump', sbload: '/x/sbload', ip: '/x/ip', nsenter: '/x/nsenter' };
+const ALL_TOOLS = {
+  iperf3: '/x/iperf3',
+  sockperf: '/x/sockperf',
+  tcpdump: '/x/tcpdump',
+  sbload: '/x/sbload',
+  ip: '/x/ip',
+  nsenter: '/x/nsenter',
+};
 
 function counters(partial: Partial<Counters>): Counters {
   return { ...zeroCounters(), ...partial };
@@ -48,9 +55,18 @@ test('left alone: an ON run that inserted nothing and counted every connection a
 
 test('left alone: an ON run in which any socket joined the sockhash is refused', () => {
   const joined = verifyOnRun(leftAloneOn({ socketsInserted: 1, leftNoPeer: 1 }), IPERF3_OUTSIDE);
-  assert.match(joined.join(' | '), /^1 sockets joined the sockhash \(0 pairs\), though the peer is outside the cgroup \| only 1 sockets were left alone .* at least 2 connections$/);
-  assert.match(verifyOnRun(leftAloneOn({ pairsJoined: 1 }), IPERF3_OUTSIDE).join(), /0 sockets joined the sockhash \(1 pairs\)/);
-  assert.match(verifyOnRun(leftAloneOn({ insertMapFull: 2 }), IPERF3_OUTSIDE).join(), /2 sockets tried to join the sockhash \(map full 2, exists 0, other 0\)/);
+  assert.match(
+    joined.join(' | '),
+    /^1 sockets joined the sockhash \(0 pairs\), though the peer is outside the cgroup \| only 1 sockets were left alone .* at least 2 connections$/,
+  );
+  assert.match(
+    verifyOnRun(leftAloneOn({ pairsJoined: 1 }), IPERF3_OUTSIDE).join(),
+    /0 sockets joined the sockhash \(1 pairs\)/,
+  );
+  assert.match(
+    verifyOnRun(leftAloneOn({ insertMapFull: 2 }), IPERF3_OUTSIDE).join(),
+    /2 sockets tried to join the sockhash \(map full 2, exists 0, other 0\)/,
+  );
   // sk_msg runs only for sockets in the sockhash: any send it saw means one was there.
   assert.match(
     verifyOnRun(leftAloneOn({ redirectMisses: 3, bytesPassed: 192 }), IPERF3_OUTSIDE).join(),
@@ -61,25 +77,51 @@ test('left alone: an ON run in which any socket joined the sockhash is refused',
 
 test('left alone: the connections must have been seen and left for having no peer, not skipped by policy or unseen', () => {
   // Nothing counted at all: the program never saw the connections (not the run it claims).
-  assert.match(verifyOnRun(leftAloneOn({ leftNoPeer: 0 }), IPERF3_OUTSIDE).join(), /only 0 sockets were left alone for having no peer here \(left_no_peer\); the workload opened at least 2/);
+  assert.match(
+    verifyOnRun(leftAloneOn({ leftNoPeer: 0 }), IPERF3_OUTSIDE).join(),
+    /only 0 sockets were left alone for having no peer here \(left_no_peer\); the workload opened at least 2/,
+  );
   // Even a workload that reports no connection needs one left alone: leftNoPeer > 0.
-  assert.match(verifyOnRun(leftAloneOn({ leftNoPeer: 0 }), { leftAlone: true, minConnections: 0 }).join(), /at least 1 connections/);
+  assert.match(
+    verifyOnRun(leftAloneOn({ leftNoPeer: 0 }), { leftAlone: true, minConnections: 0 }).join(),
+    /at least 1 connections/,
+  );
   const byPolicy = verifyOnRun(leftAloneOn({ leftNoPeer: 0, policySkipped: 2 }), IPERF3_OUTSIDE);
   assert.equal(byPolicy.length, 2, byPolicy.join(' | '));
   assert.match(byPolicy[0] ?? '', /2 sockets were skipped by policy: this row measures pairing, not the policy/);
 });
 
 test('left alone: the load checks still apply (loaded, and into the bench cgroup)', () => {
-  assert.deepEqual(verifyOnRun({ ...leftAloneOn(), loaded: false }, IPERF3_OUTSIDE), ['bypass on claimed, but sockbypass was not loaded when the run started']);
-  assert.match(verifyOnRun({ ...leftAloneOn(), attachedCgroup: '/sys/fs/cgroup/unified' }, IPERF3_OUTSIDE).join(), /not the bench cgroup/);
+  assert.deepEqual(verifyOnRun({ ...leftAloneOn(), loaded: false }, IPERF3_OUTSIDE), [
+    'bypass on claimed, but sockbypass was not loaded when the run started',
+  ]);
+  assert.match(
+    verifyOnRun({ ...leftAloneOn(), attachedCgroup: '/sys/fs/cgroup/unified' }, IPERF3_OUTSIDE).join(),
+    /not the bench cgroup/,
+  );
 });
 
 test('--only: outside-veth-* and the group "outside" pick the four outside rows, in catalogue order; a pattern that matches nothing is an error', () => {
-  assert.deepEqual(OUTSIDE_VETH_WORKLOADS.map((w) => w.id), OUTSIDE_IDS);
-  assert.deepEqual(selectWorkloads(['outside-veth-*']).map((w) => w.id), OUTSIDE_IDS);
-  assert.deepEqual(selectWorkloads(['outside']).map((w) => w.id), OUTSIDE_IDS);
-  assert.deepEqual(selectWorkloads(['OUTSIDE-VETH-*', 'crr']).map((w) => w.id), ['crr', ...OUTSIDE_IDS]);
-  assert.deepEqual(selectWorkloads(['outside-veth-*-64']).map((w) => w.id), ['outside-veth-pingpong-64']);
+  assert.deepEqual(
+    OUTSIDE_VETH_WORKLOADS.map((w) => w.id),
+    OUTSIDE_IDS,
+  );
+  assert.deepEqual(
+    selectWorkloads(['outside-veth-*']).map((w) => w.id),
+    OUTSIDE_IDS,
+  );
+  assert.deepEqual(
+    selectWorkloads(['outside']).map((w) => w.id),
+    OUTSIDE_IDS,
+  );
+  assert.deepEqual(
+    selectWorkloads(['OUTSIDE-VETH-*', 'crr']).map((w) => w.id),
+    ['crr', ...OUTSIDE_IDS],
+  );
+  assert.deepEqual(
+    selectWorkloads(['outside-veth-*-64']).map((w) => w.id),
+    ['outside-veth-pingpong-64'],
+  );
   // The pattern is a pattern of ids, not a regular expression: "." is a dot.
   assert.throws(() => selectWorkloads(['outside.veth-*']), /unknown workload "outside\.veth-\*"/);
   assert.throws(() => selectWorkloads(['nothing-*']), /unknown workload/);
@@ -89,7 +131,10 @@ test('the plan: outside rows are in the full bench, not in --quick; they have no
   const full = planBench({}, ALL_TOOLS);
   assert.deepEqual(full.workloads.map((w) => w.id).slice(-4), OUTSIDE_IDS);
   assert.equal(full.workloads.length, WORKLOADS.length);
-  assert.equal(planBench({ quick: true }, ALL_TOOLS).workloads.some((w) => w.group === 'outside'), false);
+  assert.equal(
+    planBench({ quick: true }, ALL_TOOLS).workloads.some((w) => w.group === 'outside'),
+    false,
+  );
   for (const w of OUTSIDE_VETH_WORKLOADS) {
     assert.equal(w.reference, undefined, w.id);
     assert.ok(w.needs.includes('ip') && w.needs.includes('nsenter'), w.id);
@@ -97,10 +142,21 @@ test('the plan: outside rows are in the full bench, not in --quick; they have no
   // Two runs per pair and nothing else: 4 rows x 5 pairs x 2, plus crr's 5 pairs x 2.
   assert.equal(planBench({ only: ['outside-veth-*', 'crr'], pairs: 5 }, ALL_TOOLS).totalSteps, 50);
   const noIp = planBench({ only: ['outside', 'crr'] }, { ...ALL_TOOLS, ip: undefined });
-  assert.deepEqual(noIp.workloads.map((w) => w.id), ['crr']);
-  assert.deepEqual(noIp.skipped.map((s) => s.reason), ['ip not installed', 'ip not installed', 'ip not installed', 'ip not installed']);
-  const noNsenterNoSockperf = planBench({ only: ['outside-veth-pingpong-64'] }, { ...ALL_TOOLS, nsenter: undefined, sockperf: undefined });
-  assert.deepEqual(noNsenterNoSockperf.skipped, [{ workload: 'outside-veth-pingpong-64', reason: 'sockperf, nsenter not installed' }]);
+  assert.deepEqual(
+    noIp.workloads.map((w) => w.id),
+    ['crr'],
+  );
+  assert.deepEqual(
+    noIp.skipped.map((s) => s.reason),
+    ['ip not installed', 'ip not installed', 'ip not installed', 'ip not installed'],
+  );
+  const noNsenterNoSockperf = planBench(
+    { only: ['outside-veth-pingpong-64'] },
+    { ...ALL_TOOLS, nsenter: undefined, sockperf: undefined },
+  );
+  assert.deepEqual(noNsenterNoSockperf.skipped, [
+    { workload: 'outside-veth-pingpong-64', reason: 'sockperf, nsenter not installed' },
+  ]);
 });
 
 function onRun(index: number, workload: string, c: Partial<Counters>, discardReason?: string): RunRecord {
@@ -134,13 +190,28 @@ test('leftAloneSummaries: sockets inserted over every ON run (refused ones too),
   assert.ok(same);
   const summaries = leftAloneSummaries([same, crr], runs);
   assert.deepEqual(summaries, [
-    { workload: crr.id, title: crr.title, onRuns: 4, socketsInserted: 2, leftNoPeer: { median: 31_000, min: 30_000, max: 32_000 } },
+    {
+      workload: crr.id,
+      title: crr.title,
+      onRuns: 4,
+      socketsInserted: 2,
+      leftNoPeer: { median: 31_000, min: 30_000, max: 32_000 },
+    },
   ]);
   const text = renderLeftAlone(summaries);
-  assert.match(text, /^ON runs to a server outside the cgroup \(nothing may join the sockhash; a run that inserted anything is discarded\):\n/);
-  assert.match(text, /outside veth sbload crr 64 B  2 sockets joined in 4 ON runs; left alone for having no peer here: 31000 per kept ON run \(median, 30000-32000\)\n$/);
+  assert.match(
+    text,
+    /^ON runs to a server outside the cgroup \(nothing may join the sockhash; a run that inserted anything is discarded\):\n/,
+  );
+  assert.match(
+    text,
+    /outside veth sbload crr 64 B  2 sockets joined in 4 ON runs; left alone for having no peer here: 31000 per kept ON run \(median, 30000-32000\)\n$/,
+  );
   assert.equal(renderLeftAlone([]), '');
-  assert.match(renderLeftAlone(leftAloneSummaries([crr], [])), /0 sockets joined in 0 ON runs; left alone for having no peer here: no kept ON run/);
+  assert.match(
+    renderLeftAlone(leftAloneSummaries([crr], [])),
+    /0 sockets joined in 0 ON runs; left alone for having no peer here: no kept ON run/,
+  );
 });
 
 // ------------------------------------------------------------------ privileged
@@ -158,9 +229,15 @@ function leftovers(pid: number): string[] {
   const mount = cgroup2Mount();
   const prefix = `sockbypass-bench-${pid}`;
   return [
-    ...readdirSync(mount).filter((n) => n.startsWith(prefix)).map((n) => join(mount, n)),
-    ...readdirSync('/sys/fs/bpf').filter((n) => n.startsWith(prefix)).map((n) => join('/sys/fs/bpf', n)),
-    ...netnsNames().filter((n) => n.startsWith(prefix)).map((n) => `netns ${n}`),
+    ...readdirSync(mount)
+      .filter((n) => n.startsWith(prefix))
+      .map((n) => join(mount, n)),
+    ...readdirSync('/sys/fs/bpf')
+      .filter((n) => n.startsWith(prefix))
+      .map((n) => join('/sys/fs/bpf', n)),
+    ...netnsNames()
+      .filter((n) => n.startsWith(prefix))
+      .map((n) => `netns ${n}`),
   ];
 }
 
@@ -168,7 +245,8 @@ function needTools(t: import('node:test').TestContext): boolean {
   const tools = findTools();
   const missing = (['sbload', 'ip', 'nsenter'] as const).filter((name) => tools[name] === undefined);
   if (missing.length === 0) return true;
-  if (process.env.CI === 'true') throw new Error(`${missing.join(', ')} missing (make builds sbload; iproute2 and util-linux give ip and nsenter)`);
+  if (process.env.CI === 'true')
+    throw new Error(`${missing.join(', ')} missing (make builds sbload; iproute2 and util-linux give ip and nsenter)`);
   t.skip(`needs ${missing.join(', ')}`);
   return false;
 }
@@ -176,19 +254,41 @@ function needTools(t: import('node:test').TestContext): boolean {
 test('bench smoke: outside-veth-crr, one pair of 1 s: ON inserted nothing and left every connection alone, the server ran outside the cgroup, nothing left behind', async (t) => {
   if (!requirePrivileged(t) || !needTools(t)) return;
   const lines: string[] = [];
-  const report = await runBench({ only: ['outside-veth-crr'], pairs: 1, seconds: 1, handleSignals: false, progress: (text) => lines.push(text) });
+  const report = await runBench({
+    only: ['outside-veth-crr'],
+    pairs: 1,
+    seconds: 1,
+    handleSignals: false,
+    progress: (text) => lines.push(text),
+  });
   t.diagnostic(lines.join('').trim());
-  assert.deepEqual(report.runs.map((r) => [r.mode, r.kept, r.discardReason]), [['on', true, undefined], ['off', true, undefined]]);
+  assert.deepEqual(
+    report.runs.map((r) => [r.mode, r.kept, r.discardReason]),
+    [
+      ['on', true, undefined],
+      ['off', true, undefined],
+    ],
+  );
   const on = report.runs[0] as RunRecord;
   const connections = (on.detail as { connections?: number } | undefined)?.connections ?? 0;
   assert.ok(connections > 100, `the ON run made ${connections} connections`);
   assert.ok(on.counters, 'ON run has counters');
   assert.equal(on.counters.socketsInserted, 0);
   assert.equal(on.counters.pairsJoined, 0);
-  assert.equal(on.counters.messagesRedirected + on.counters.redirectMisses + on.counters.flowMessages, 0, 'sk_msg saw no send');
-  assert.ok(on.counters.leftNoPeer >= connections, `left_no_peer ${on.counters.leftNoPeer} for ${connections} connections`);
+  assert.equal(
+    on.counters.messagesRedirected + on.counters.redirectMisses + on.counters.flowMessages,
+    0,
+    'sk_msg saw no send',
+  );
+  assert.ok(
+    on.counters.leftNoPeer >= connections,
+    `left_no_peer ${on.counters.leftNoPeer} for ${connections} connections`,
+  );
   assert.ok((report.runs[1]?.values.connectionsPerSecond ?? 0) > 0, 'the OFF run measured a rate');
-  assert.deepEqual(report.leftAlone.map((s) => [s.workload, s.onRuns, s.socketsInserted]), [['outside-veth-crr', 1, 0]]);
+  assert.deepEqual(
+    report.leftAlone.map((s) => [s.workload, s.onRuns, s.socketsInserted]),
+    [['outside-veth-crr', 1, 0]],
+  );
 
   // The server ran in its own namespace outside the cgroup, the client in the other one inside it.
   const servers = report.processes.filter((p) => / crr --role server /.test(p.command));
@@ -201,9 +301,18 @@ test('bench smoke: outside-veth-crr, one pair of 1 s: ON inserted nothing and le
     assert.ok(ns, p.command);
     namespaces.add(ns);
   }
-  assert.deepEqual([...namespaces].sort(), [`${report.settings.cgroup.split('/').pop()}-cli`, `${report.settings.cgroup.split('/').pop()}-srv`]);
-  assert.ok(servers.every((p) => !p.inCgroup && p.command.includes('-srv --')), 'servers outside the cgroup, in the server namespace');
-  assert.ok(clients.every((p) => p.inCgroup && p.command.includes('-cli --')), 'clients inside the cgroup, in the client namespace');
+  assert.deepEqual([...namespaces].sort(), [
+    `${report.settings.cgroup.split('/').pop()}-cli`,
+    `${report.settings.cgroup.split('/').pop()}-srv`,
+  ]);
+  assert.ok(
+    servers.every((p) => !p.inCgroup && p.command.includes('-srv --')),
+    'servers outside the cgroup, in the server namespace',
+  );
+  assert.ok(
+    clients.every((p) => p.inCgroup && p.command.includes('-cli --')),
+    'clients inside the cgroup, in the client namespace',
+  );
 
   assert.deepEqual(report.cleanupProblems, []);
   assert.equal(existsSync(report.settings.cgroup), false, 'bench cgroup removed');
@@ -215,7 +324,16 @@ test('bench CLI on an outside row interrupted by SIGINT mid-run exits 130 and le
   if (!requirePrivileged(t) || !needTools(t)) return;
   const child = spawn(
     process.execPath,
-    [join(PACKAGE_ROOT, 'bin', 'sockbypass.js'), 'bench', '--only', 'outside-veth-crr', '--pairs', '1', '--seconds', '5'],
+    [
+      join(PACKAGE_ROOT, 'bin', 'sockbypass.js'),
+      'bench',
+      '--only',
+      'outside-veth-crr',
+      '--pairs',
+      '1',
+      '--seconds',
+      '5',
+    ],
     // A process group of its own, as a terminal's Ctrl-C would hit it (and nothing else here).
     { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   );

@@ -13,13 +13,27 @@ import { join } from 'node:path';
 import { requirePrivileged } from './support/privileged.js';
 import { waitFor } from './support/sandbox.js';
 import { bpftoolPrograms } from './support/witness.js';
-import { bytesShares, countersDelta, verifyOffRun, verifyOnRun, DEFAULT_THRESHOLDS, type OnObservation } from '../src/bench/verify.js';
+import {
+  bytesShares,
+  countersDelta,
+  verifyOffRun,
+  verifyOnRun,
+  DEFAULT_THRESHOLDS,
+  type OnObservation,
+} from '../src/bench/verify.js';
 import { summarizeRuns } from '../src/bench/assemble.js';
 import { planBench } from '../src/bench/plan.js';
 import { writeBenchOutputs } from '../src/bench/render.js';
 import type { RunRecord } from '../src/bench/report.js';
 import { runBench } from '../src/bench/runner.js';
-import { findTools, packetCount, parseTcpdumpCounts, selectWorkloads, WORKLOADS, type Workload } from '../src/bench/workloads.js';
+import {
+  findTools,
+  packetCount,
+  parseTcpdumpCounts,
+  selectWorkloads,
+  WORKLOADS,
+  type Workload,
+} from '../src/bench/workloads.js';
 import { zeroCounters, type Counters } from '../src/core/layout.js';
 import { cgroup2Mount } from '../src/os/cgroup.js';
 import { PACKAGE_ROOT } from '../src/core/paths.js';
@@ -37,7 +51,13 @@ function goodOn(delta: Partial<Counters> = {}): OnObservation {
     loaded: true,
     attachedCgroup: CGROUP,
     benchCgroup: CGROUP,
-    delta: counters({ socketsInserted: 4, socketsClosed: 4, messagesRedirected: 800, bytesRedirected: 100 * MB + 300, ...delta }),
+    delta: counters({
+      socketsInserted: 4,
+      socketsClosed: 4,
+      messagesRedirected: 800,
+      bytesRedirected: 100 * MB + 300,
+      ...delta,
+    }),
   };
 }
 const IPERF3 = { minSockets: 4, payloadBytes: 100 * MB };
@@ -45,24 +65,39 @@ const IPERF3 = { minSockets: 4, payloadBytes: 100 * MB };
 test('verifyOnRun keeps a run whose counters show the workload redirected', () => {
   assert.deepEqual(verifyOnRun(goodOn(), IPERF3), []);
   // A handful of first-send misses out of many sends stays within 0.1%.
-  assert.deepEqual(verifyOnRun(goodOn({ messagesRedirected: 100_000, redirectMisses: 2, bytesPassed: 128 }), IPERF3), []);
+  assert.deepEqual(
+    verifyOnRun(goodOn({ messagesRedirected: 100_000, redirectMisses: 2, bytesPassed: 128 }), IPERF3),
+    [],
+  );
 });
 
 test('verifyOnRun discards an ON run whose counters did not move', () => {
-  const reasons = verifyOnRun(goodOn({ socketsInserted: 0, socketsClosed: 0, messagesRedirected: 0, bytesRedirected: 0 }), IPERF3);
+  const reasons = verifyOnRun(
+    goodOn({ socketsInserted: 0, socketsClosed: 0, messagesRedirected: 0, bytesRedirected: 0 }),
+    IPERF3,
+  );
   assert.equal(reasons.length, 2, reasons.join(' | '));
   assert.match(reasons[0] ?? '', /only 0 sockets were accelerated; .* at least 4/);
-  assert.match(reasons[1] ?? '', /^0 bytes went through the bypass \(0%\) \(redirected 0, by TCP under flow control 0\), less than 90% of the 104857600 bytes/);
+  assert.match(
+    reasons[1] ?? '',
+    /^0 bytes went through the bypass \(0%\) \(redirected 0, by TCP under flow control 0\), less than 90% of the 104857600 bytes/,
+  );
 });
 
 test('verifyOnRun discards an ON run when sockbypass was not loaded, or loaded elsewhere', () => {
   assert.match(verifyOnRun({ ...goodOn(), loaded: false }, IPERF3).join(), /not loaded when the run started/);
-  assert.match(verifyOnRun({ ...goodOn(), attachedCgroup: '/sys/fs/cgroup/unified' }, IPERF3).join(), /attached to \/sys\/fs\/cgroup\/unified, not the bench cgroup/);
+  assert.match(
+    verifyOnRun({ ...goodOn(), attachedCgroup: '/sys/fs/cgroup/unified' }, IPERF3).join(),
+    /attached to \/sys\/fs\/cgroup\/unified, not the bench cgroup/,
+  );
 });
 
 test('verifyOnRun discards an ON run in which data went through TCP', () => {
   // Too few bytes seen by the bypass at all: 40% of what the tool moved.
-  assert.match(verifyOnRun(goodOn({ bytesRedirected: 40 * MB }), IPERF3).join(), /^41943040 bytes went through the bypass \(40%\)/);
+  assert.match(
+    verifyOnRun(goodOn({ bytesRedirected: 40 * MB }), IPERF3).join(),
+    /^41943040 bytes went through the bypass \(40%\)/,
+  );
   // Enough bytes, but many sends missed their peer (sticky TCP).
   const misses = verifyOnRun(goodOn({ messagesRedirected: 800, redirectMisses: 200, bytesPassed: 25 * MB }), IPERF3);
   assert.equal(misses.length, 1);
@@ -91,24 +126,46 @@ test('verifyOnRun counts flow control as the bypass at work; a minimum redirecte
   assert.deepEqual(reasons, [
     'only 41943040 bytes were redirected socket to socket (40%), less than 50% of the 104857600 bytes the tool moved; flow control sent 62914560 bytes by TCP',
   ]);
-  assert.deepEqual(bytesShares(counters({ bytesRedirected: 75, flowBytes: 20, bytesPassed: 5 })), { redirected: 0.75, flowControlTcp: 0.2, missedTcp: 0.05 });
+  assert.deepEqual(bytesShares(counters({ bytesRedirected: 75, flowBytes: 20, bytesPassed: 5 })), {
+    redirected: 0.75,
+    flowControlTcp: 0.2,
+    missedTcp: 0.05,
+  });
   assert.equal(bytesShares(counters({})), null);
 });
 
 test('verifyOnRun keeps a crr run whose sockets the short-connection rule left on TCP, and expects bytes only from the accelerated ones', () => {
   const crr = { minSockets: 2 * 30000, payloadBytes: 2 * 64 * 30000 };
   // The first connection joined and taught the service it is short; the other 29 999 stayed on TCP.
-  const kept = { ...goodOn(), delta: counters({ socketsInserted: 2, socketsClosed: 2, shortSkipped: 59998, messagesRedirected: 2, bytesRedirected: 128 }) };
+  const kept = {
+    ...goodOn(),
+    delta: counters({
+      socketsInserted: 2,
+      socketsClosed: 2,
+      shortSkipped: 59998,
+      messagesRedirected: 2,
+      bytesRedirected: 128,
+    }),
+  };
   assert.deepEqual(verifyOnRun(kept, crr), []);
   // Too few decided sockets is still a discard, and so are accelerated sockets whose bytes went missing.
-  const few = { ...goodOn(), delta: counters({ socketsInserted: 2, shortSkipped: 100, messagesRedirected: 2, bytesRedirected: 128 }) };
+  const few = {
+    ...goodOn(),
+    delta: counters({ socketsInserted: 2, shortSkipped: 100, messagesRedirected: 2, bytesRedirected: 128 }),
+  };
   assert.match(verifyOnRun(few, crr).join('\n'), /only 2 sockets were accelerated \(100 left on TCP as short\)/);
-  const silent = { ...goodOn(), delta: counters({ socketsInserted: 30000, shortSkipped: 30000, messagesRedirected: 0, bytesRedirected: 0 }) };
+  const silent = {
+    ...goodOn(),
+    delta: counters({ socketsInserted: 30000, shortSkipped: 30000, messagesRedirected: 0, bytesRedirected: 0 }),
+  };
   assert.match(verifyOnRun(silent, crr).join('\n'), /bytes went through the bypass/);
 });
 
 test('verifyOnRun discards an ON run with insert failures or policy skips', () => {
-  assert.match(verifyOnRun(goodOn({ insertMapFull: 3 }), IPERF3).join(), /3 sockets failed to enter the map \(map full 3/);
+  assert.match(
+    verifyOnRun(goodOn({ insertMapFull: 3 }), IPERF3).join(),
+    /3 sockets failed to enter the map \(map full 3/,
+  );
   assert.match(verifyOnRun(goodOn({ policySkipped: 2 }), IPERF3).join(), /2 sockets were skipped by policy/);
 });
 
@@ -116,8 +173,14 @@ test('verifyOffRun keeps a run with nothing loaded and discards one with sockbyp
   assert.deepEqual(verifyOffRun({ loadedBefore: false, loadedAfter: false, effectivePrograms: [] }), []);
   // bpftool unavailable: the pin check alone decides.
   assert.deepEqual(verifyOffRun({ loadedBefore: false, loadedAfter: false, effectivePrograms: null }), []);
-  assert.match(verifyOffRun({ loadedBefore: true, loadedAfter: false, effectivePrograms: [] }).join(), /loaded .* when the run started/);
-  assert.match(verifyOffRun({ loadedBefore: false, loadedAfter: true, effectivePrograms: [] }).join(), /when the run ended/);
+  assert.match(
+    verifyOffRun({ loadedBefore: true, loadedAfter: false, effectivePrograms: [] }).join(),
+    /loaded .* when the run started/,
+  );
+  assert.match(
+    verifyOffRun({ loadedBefore: false, loadedAfter: true, effectivePrograms: [] }).join(),
+    /when the run ended/,
+  );
   assert.match(
     verifyOffRun({ loadedBefore: false, loadedAfter: false, effectivePrograms: ['id 7 sockbypass_sockops'] }).join(),
     /effective on the bench cgroup: id 7 sockbypass_sockops/,
@@ -125,13 +188,22 @@ test('verifyOffRun keeps a run with nothing loaded and discards one with sockbyp
 });
 
 test('countersDelta subtracts field by field', () => {
-  const d = countersDelta(counters({ socketsInserted: 2, bytesRedirected: 10 }), counters({ socketsInserted: 6, bytesRedirected: 110 }));
+  const d = countersDelta(
+    counters({ socketsInserted: 2, bytesRedirected: 10 }),
+    counters({ socketsInserted: 6, bytesRedirected: 110 }),
+  );
   assert.equal(d.socketsInserted, 4);
   assert.equal(d.bytesRedirected, 100);
   assert.equal(d.redirectMisses, 0);
 });
 
-function record(index: number, pair: number, mode: 'on' | 'off', value: number | undefined, discardReason?: string): RunRecord {
+function record(
+  index: number,
+  pair: number,
+  mode: 'on' | 'off',
+  value: number | undefined,
+  discardReason?: string,
+): RunRecord {
   return {
     index,
     workload: 'w',
@@ -186,18 +258,34 @@ test('discarded runs are reported but never enter a statistic', () => {
 });
 
 test('the plan: --quick, --only, missing tools and the step count', () => {
-  const all = { iperf3: '/x/iperf3', sockperf: '/x/sockperf', tcpdump: '/x/tcpdump', sbload: '/x/sbload', ip: '/x/ip', nsenter: '/x/nsenter' };
+  const all = {
+    iperf3: '/x/iperf3',
+    sockperf: '/x/sockperf',
+    tcpdump: '/x/tcpdump',
+    sbload: '/x/sbload',
+    ip: '/x/ip',
+    nsenter: '/x/nsenter',
+  };
   const full = planBench({}, all);
   assert.equal(full.workloads.length, WORKLOADS.length);
   assert.equal(full.pairs, 3);
   assert.equal(full.seconds, 3);
   const quick = planBench({ quick: true }, all);
-  assert.deepEqual(quick.workloads.map((w) => w.id), ['iperf3-64', 'iperf3-128K', 'pingpong-64', 'packets']);
+  assert.deepEqual(
+    quick.workloads.map((w) => w.id),
+    ['iperf3-64', 'iperf3-128K', 'pingpong-64', 'packets'],
+  );
   // 4 workloads x 2 pairs x 2 runs, plus 3 references x 2 pairs x (AF_UNIX + same-tool TCP off and on).
   assert.equal(quick.totalSteps, 16 + 18);
-  assert.deepEqual(planBench({ only: ['latency', 'crr'] }, all).workloads.map((w) => w.id), ['pingpong-64', 'pingpong-1K', 'pingpong-16K', 'crr']);
+  assert.deepEqual(
+    planBench({ only: ['latency', 'crr'] }, all).workloads.map((w) => w.id),
+    ['pingpong-64', 'pingpong-1K', 'pingpong-16K', 'crr'],
+  );
   const noSbload = planBench({ only: ['crr', 'iperf3-1k'] }, { ...all, sbload: undefined });
-  assert.deepEqual(noSbload.workloads.map((w) => w.id), ['iperf3-1K']);
+  assert.deepEqual(
+    noSbload.workloads.map((w) => w.id),
+    ['iperf3-1K'],
+  );
   assert.deepEqual(noSbload.skipped, [{ workload: 'crr', reason: 'sbload not installed' }]);
   assert.deepEqual(noSbload.referencesSkipped, [{ workload: 'iperf3-1K', reason: 'sbload not installed' }]);
   assert.throws(() => selectWorkloads(['iperf9']), /unknown workload "iperf9"/);
@@ -211,7 +299,10 @@ test('packets on lo: tcpdump\'s captured count, never "received by filter" (whic
   );
   assert.deepEqual(counts, { captured: 67097, receivedByFilter: 135246, droppedByKernel: 0 });
   assert.equal(packetCount(counts), 67097);
-  assert.throws(() => packetCount({ captured: 60490, receivedByFilter: 129288, droppedByKernel: 8161 }), /dropped 8161 packets .* incomplete/);
+  assert.throws(
+    () => packetCount({ captured: 60490, receivedByFilter: 129288, droppedByKernel: 8161 }),
+    /dropped 8161 packets .* incomplete/,
+  );
   assert.throws(() => parseTcpdumpCounts('tcpdump: lo: No such device exists\n'), /no "captured" count/);
 });
 
@@ -221,8 +312,12 @@ function ourLeftovers(pid: number): string[] {
   const mount = cgroup2Mount();
   const prefix = `sockbypass-bench-${pid}`;
   return [
-    ...readdirSync(mount).filter((n) => n.startsWith(prefix)).map((n) => join(mount, n)),
-    ...readdirSync('/sys/fs/bpf').filter((n) => n.startsWith(prefix)).map((n) => join('/sys/fs/bpf', n)),
+    ...readdirSync(mount)
+      .filter((n) => n.startsWith(prefix))
+      .map((n) => join(mount, n)),
+    ...readdirSync('/sys/fs/bpf')
+      .filter((n) => n.startsWith(prefix))
+      .map((n) => join('/sys/fs/bpf', n)),
   ];
 }
 
@@ -259,7 +354,11 @@ test('bench smoke: iperf3 -l 128K, one pair of 1 s: ON redirected, OFF not, JSON
   assert.match(report.settings.policy, /short connections: off/);
 
   assert.equal(report.runs.length, 2);
-  assert.deepEqual(report.runs.map((r) => r.mode), ['on', 'off'], 'pair 1 runs on first');
+  assert.deepEqual(
+    report.runs.map((r) => r.mode),
+    ['on', 'off'],
+    'pair 1 runs on first',
+  );
   const on = report.runs[0] as RunRecord;
   const off = report.runs[1] as RunRecord;
   const iperf3Bytes = (on.detail as { bytes: number } | undefined)?.bytes ?? 0;
@@ -267,7 +366,10 @@ test('bench smoke: iperf3 -l 128K, one pair of 1 s: ON redirected, OFF not, JSON
   // ON: the counters of its own load moved for iperf3's two connections.
   assert.ok(on.counters, 'ON run has counters');
   assert.ok(on.counters.socketsInserted >= 4, `sockets inserted: ${on.counters.socketsInserted}`);
-  assert.ok(on.counters.bytesRedirected >= 0.5 * iperf3Bytes, `redirected ${on.counters.bytesRedirected} of ${iperf3Bytes} B`);
+  assert.ok(
+    on.counters.bytesRedirected >= 0.5 * iperf3Bytes,
+    `redirected ${on.counters.bytesRedirected} of ${iperf3Bytes} B`,
+  );
   assert.ok(on.programIds && on.programIds.sockOps > 0);
   // Kept exactly when the verification says so (the thresholds are unit-tested above).
   const onReasons = verifyOnRun(
@@ -308,10 +410,18 @@ test('bench smoke: iperf3 -l 128K, one pair of 1 s: ON redirected, OFF not, JSON
   // Programs are freed once their last reference (sockets, links) is gone; allow the kernel a moment.
   await waitFor(() => !bpftoolPrograms().some((p) => ours.has(p.id)), 5000).catch(() => undefined);
   const remaining = bpftoolPrograms();
-  assert.deepEqual(remaining.filter((p) => ours.has(p.id)), [], 'the programs the bench loaded are gone');
+  assert.deepEqual(
+    remaining.filter((p) => ours.has(p.id)),
+    [],
+    'the programs the bench loaded are gone',
+  );
   const otherNew = remaining.filter((p) => !programsBefore.has(p.id));
-  if (otherNew.length > 0) t.diagnostic(`sock_ops/sk_msg programs loaded meanwhile by others: ${JSON.stringify(otherNew)}`);
-  assert.ok(report.processes.some((p) => /iperf3/.test(p.command)), 'iperf3 processes recorded');
+  if (otherNew.length > 0)
+    t.diagnostic(`sock_ops/sk_msg programs loaded meanwhile by others: ${JSON.stringify(otherNew)}`);
+  assert.ok(
+    report.processes.some((p) => /iperf3/.test(p.command)),
+    'iperf3 processes recorded',
+  );
   for (const p of report.processes) assert.equal(alive(p.pid, 'iperf3'), false, `iperf3 ${p.pid} still running`);
 });
 
@@ -319,7 +429,17 @@ test('bench CLI interrupted by SIGINT mid-run exits 130 and leaves nothing behin
   if (!requirePrivileged(t) || !needIperf3(t)) return;
   const child = spawn(
     process.execPath,
-    [join(PACKAGE_ROOT, 'bin', 'sockbypass.js'), 'bench', '--only', 'iperf3-128K', '--pairs', '1', '--seconds', '5', '--no-reference'],
+    [
+      join(PACKAGE_ROOT, 'bin', 'sockbypass.js'),
+      'bench',
+      '--only',
+      'iperf3-128K',
+      '--pairs',
+      '1',
+      '--seconds',
+      '5',
+      '--no-reference',
+    ],
     // A process group of its own, as a terminal's Ctrl-C would hit it (and nothing else here).
     { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   );

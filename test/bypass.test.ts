@@ -10,7 +10,13 @@ import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { requirePrivileged } from './support/privileged.js';
 import { freePort, withSandbox, type Sandbox } from './support/sandbox.js';
-import { bpftoolCgroupAttachments, bpftoolMapKeys, bpftoolPrograms, captureLo, waitForLine } from './support/witness.js';
+import {
+  bpftoolCgroupAttachments,
+  bpftoolMapKeys,
+  bpftoolPrograms,
+  captureLo,
+  waitForLine,
+} from './support/witness.js';
 import { load } from '../src/core/load.js';
 import { unload } from '../src/core/unload.js';
 import { status } from '../src/core/status.js';
@@ -42,14 +48,22 @@ async function transfer(
 ): Promise<TransferDone & { serverPort: number; clientPort: number }> {
   const args = [
     TRANSFER,
-    '--listen', opts.listen ?? '127.0.0.1',
-    '--connect', opts.connect ?? '127.0.0.1',
-    '--port', String(opts.port ?? 0),
-    '--bytes', String(opts.bytes ?? 32 * MB),
-    '--hold-ms', String(opts.holdMs ?? (whileOpen ? 2000 : 0)),
+    '--listen',
+    opts.listen ?? '127.0.0.1',
+    '--connect',
+    opts.connect ?? '127.0.0.1',
+    '--port',
+    String(opts.port ?? 0),
+    '--bytes',
+    String(opts.bytes ?? 32 * MB),
+    '--hold-ms',
+    String(opts.holdMs ?? (whileOpen ? 2000 : 0)),
   ];
   const p = sb.start(process.execPath, args, opts.cgroup === undefined ? {} : { cgroup: opts.cgroup });
-  const connected = JSON.parse((await waitForLine(p, /^CONNECTED (.*)$/m))[1] as string) as { serverPort: number; clientPort: number };
+  const connected = JSON.parse((await waitForLine(p, /^CONNECTED (.*)$/m))[1] as string) as {
+    serverPort: number;
+    clientPort: number;
+  };
   const done = JSON.parse((await waitForLine(p, /^DONE (.*)$/m, 120_000))[1] as string) as TransferDone;
   if (whileOpen) await whileOpen(connected);
   const exit = await p.done;
@@ -78,7 +92,10 @@ test('a bulk transfer inside the cgroup is redirected and intact, and lo sees on
       assert.ok(server, 'server socket in the map');
       // On plain loopback the two views mirror each other, and both carry the same handshake tag.
       assert.ok(samePair(server.key, client.key));
-      assert.deepEqual([server.key.localAddress, server.key.localPort, server.key.remoteAddress, server.key.remotePort], [client.key.remoteAddress, client.key.remotePort, client.key.localAddress, client.key.localPort]);
+      assert.deepEqual(
+        [server.key.localAddress, server.key.localPort, server.key.remoteAddress, server.key.remotePort],
+        [client.key.remoteAddress, client.key.remotePort, client.key.localAddress, client.key.localPort],
+      );
       assert.equal(pairSockets(sockets).filter((p) => p.b).length, 1);
       assert.notEqual(client.cookie, server.cookie);
       // bpftool, independently, sees the same two keys.
@@ -91,7 +108,10 @@ test('a bulk transfer inside the cgroup is redirected and intact, and lo sees on
     assert.ok(result.clientToServerIntact, 'client → server SHA-256 matches');
     assert.ok(result.serverToClientIntact, 'server → client SHA-256 matches');
     assert.equal(after.socketsInserted - before.socketsInserted, 2);
-    assert.ok(after.bytesRedirected - before.bytesRedirected >= 2 * bytes, `redirected ${after.bytesRedirected - before.bytesRedirected} B`);
+    assert.ok(
+      after.bytesRedirected - before.bytesRedirected >= 2 * bytes,
+      `redirected ${after.bytesRedirected - before.bytesRedirected} B`,
+    );
     assert.equal(after.redirectMisses - before.redirectMisses, 0, 'every message found its peer');
     // Handshake (3) + teardown (about 4): a few packets, not thousands.
     assert.ok(packets <= 16, `lo carried ${packets} packets with the bypass on`);
@@ -113,7 +133,12 @@ test('without sockbypass the same transfer shows thousands of packets on lo', as
 });
 
 /** Run iperf3 server+client inside the cgroup; return what the counters saw. */
-async function iperf3(sb: Sandbox, serverArgs: string[], clientHost: string, length = '128K'): Promise<{ delta: Counters; bitsPerSecond: number }> {
+async function iperf3(
+  sb: Sandbox,
+  serverArgs: string[],
+  clientHost: string,
+  length = '128K',
+): Promise<{ delta: Counters; bitsPerSecond: number }> {
   const port = await freePort();
   const server = sb.start('iperf3', ['-s', '-1', '--forceflush', '-p', String(port), ...serverArgs]);
   await waitForLine(server, /Server listening/);
@@ -143,7 +168,9 @@ test('a dual-stack iperf3 server (no -4) and a native ::1 pair are both accelera
     assert.equal(v6.delta.socketsInserted, 4);
     assert.equal(v6.delta.redirectMisses, 0);
     assert.ok(v6.delta.bytesRedirected > 1 * MB, `::1: ${v6.delta.bytesRedirected} B redirected`);
-    t.diagnostic(`iperf3 -l 128K, bypass on: IPv4→dual-stack ${(mapped.bitsPerSecond / 1e9).toFixed(1)} Gbit/s, ::1 ${(v6.bitsPerSecond / 1e9).toFixed(1)} Gbit/s`);
+    t.diagnostic(
+      `iperf3 -l 128K, bypass on: IPv4→dual-stack ${(mapped.bitsPerSecond / 1e9).toFixed(1)} Gbit/s, ::1 ${(v6.bitsPerSecond / 1e9).toFixed(1)} Gbit/s`,
+    );
   });
 });
 
@@ -231,7 +258,9 @@ test('unload during a live, verified transfer: the transfer completes intact and
     assert.deepEqual(bpftoolCgroupAttachments(sb.cgroup.split('/').pop() as string), []);
   });
   // The sockets are closed now: their programs are released.
-  const left = bpftoolPrograms().filter((p) => ourIds.includes(p.id) || (!programsBefore.has(p.id) && p.name.startsWith('sockbypass')));
+  const left = bpftoolPrograms().filter(
+    (p) => ourIds.includes(p.id) || (!programsBefore.has(p.id) && p.name.startsWith('sockbypass')),
+  );
   assert.deepEqual(left, [], 'bpftool prog show lists none of our programs');
 });
 
@@ -264,7 +293,11 @@ test('short connections: a service whose connections carry one request and one r
     // The first connection is accelerated and teaches the service's average (1 message per socket);
     // every later one stays on TCP.
     assert.ok(d.socketsInserted >= 2 && d.socketsInserted <= 4, `${d.socketsInserted} sockets accelerated`);
-    assert.equal(d.shortSkipped + d.socketsInserted, 2 * connections, 'every socket either accelerated or skipped as short');
+    assert.equal(
+      d.shortSkipped + d.socketsInserted,
+      2 * connections,
+      'every socket either accelerated or skipped as short',
+    );
     assert.equal(d.policySkipped, 0);
 
     // Another service is judged on its own connections.
@@ -320,7 +353,9 @@ test('small-write rule (opt-in, --small-write 4096): a stream of 64 B writes lea
     withPinnedState(sb.pinDir, (s) => writePolicy(s.maps, { ports: null, ranges: null, smallWrite: 4096 }));
     const small = await iperf3(sb, [], '127.0.0.1', '64');
     let d = small.delta;
-    t.diagnostic(`iperf3 -l 64: ${(off.bitsPerSecond / 1e6).toFixed(1)} Mbit/s redirected, ${(small.bitsPerSecond / 1e6).toFixed(1)} Mbit/s with the rule (${d.bytesRedirected} B redirected, then ${d.flowBytes} B by TCP)`);
+    t.diagnostic(
+      `iperf3 -l 64: ${(off.bitsPerSecond / 1e6).toFixed(1)} Mbit/s redirected, ${(small.bitsPerSecond / 1e6).toFixed(1)} Mbit/s with the rule (${d.bytesRedirected} B redirected, then ${d.flowBytes} B by TCP)`,
+    );
     assert.equal(d.flowToTcp, 1, 'the data socket switched to TCP');
     assert.ok(d.flowBytes > d.bytesRedirected, 'most bytes went by TCP');
     assert.equal(d.bytesPassed, 0);
@@ -335,7 +370,13 @@ test('small-write rule (opt-in, --small-write 4096): a stream of 64 B writes lea
     const bulk = await sbload(sb, ['stream', '--size', '128K', '--seconds', '1']);
     d = delta(before, counters(sb));
     // A reader descheduled for long enough may still meet the queue limit (and come back); the small-write rule never fires here.
-    assert.ok(d.bytesRedirected > (bulk.bytes as number) / 2, `128 KiB stream: ${d.bytesRedirected} of ${bulk.bytes} B redirected`);
-    assert.ok(d.flowToTcp - d.flowReturns <= 1, `128 KiB stream: ${d.flowToTcp} switches to TCP, ${d.flowReturns} back`);
+    assert.ok(
+      d.bytesRedirected > (bulk.bytes as number) / 2,
+      `128 KiB stream: ${d.bytesRedirected} of ${bulk.bytes} B redirected`,
+    );
+    assert.ok(
+      d.flowToTcp - d.flowReturns <= 1,
+      `128 KiB stream: ${d.flowToTcp} switches to TCP, ${d.flowReturns} back`,
+    );
   });
 });

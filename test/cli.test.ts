@@ -24,7 +24,9 @@ const CLI = join(PACKAGE_ROOT, 'bin', 'sockbypass.js');
 
 function kernelSnapshot(sb: Sandbox): unknown {
   return {
-    programs: bpftoolPrograms().map((p) => p.id).sort(),
+    programs: bpftoolPrograms()
+      .map((p) => p.id)
+      .sort(),
     pins: existsSync(sb.pinDir) ? readdirSync(sb.pinDir).sort() : null,
     attachments: bpftoolCgroupAttachments(sb.cgroup.split('/').pop() as string),
   };
@@ -36,7 +38,13 @@ async function cli(sb: Sandbox, args: string[], wrap: string[] = []): Promise<Fi
 }
 
 /** Run the CLI expecting a failure; check code, message, fix line, and an unchanged kernel. */
-async function expectError(sb: Sandbox, args: string[], code: number, message: RegExp, wrap: string[] = []): Promise<void> {
+async function expectError(
+  sb: Sandbox,
+  args: string[],
+  code: number,
+  message: RegExp,
+  wrap: string[] = [],
+): Promise<void> {
   const before = kernelSnapshot(sb);
   const r = await cli(sb, args, wrap);
   assert.equal(r.code, code, `exit code for ${args.join(' ')}; stderr: ${r.stderr}`);
@@ -66,7 +74,13 @@ test('not root: exit 3 with the fix', async (t) => {
   if (!requirePrivileged(t)) return;
   await withSandbox('cli-noroot', async (sb) => {
     const nobody = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all'];
-    await expectError(sb, ['load', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir], EXIT.notPermitted, /permission denied \(needs root/, nobody);
+    await expectError(
+      sb,
+      ['load', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir],
+      EXIT.notPermitted,
+      /permission denied \(needs root/,
+      nobody,
+    );
     await expectError(sb, ['unload', '--pin-dir', sb.pinDir], EXIT.notPermitted, /permission denied/, nobody);
   });
   assert.throws(() => checkPrivileges('x', 'CapEff:\t0000000000000000\n'), /permission denied/);
@@ -77,7 +91,16 @@ test('no cgroup2 mount: exit 4', async (t) => {
   await withSandbox('cli-nocg2', async (sb) => {
     // A private mount namespace without the cgroup2 mount: the host's mounts are untouched.
     const mount = cgroup2Mount();
-    const wrap = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `umount -l ${mount} && exec "$@"`, 'sh'];
+    const wrap = [
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      `umount -l ${mount} && exec "$@"`,
+      'sh',
+    ];
     await expectError(sb, ['load', '--pin-dir', sb.pinDir], EXIT.noCgroup2, /no cgroup v2 hierarchy is mounted/, wrap);
   });
 });
@@ -85,8 +108,18 @@ test('no cgroup2 mount: exit 4', async (t) => {
 test('cgroup path missing or outside the hierarchy: exit 5', async (t) => {
   if (!requirePrivileged(t)) return;
   await withSandbox('cli-cgmissing', async (sb) => {
-    await expectError(sb, ['load', '--pin-dir', sb.pinDir, '--cgroup', join(sb.cgroup, 'nope')], EXIT.cgroupMissing, /does not exist/);
-    await expectError(sb, ['load', '--pin-dir', sb.pinDir, '--cgroup', '/tmp'], EXIT.cgroupMissing, /not inside the cgroup2 mount/);
+    await expectError(
+      sb,
+      ['load', '--pin-dir', sb.pinDir, '--cgroup', join(sb.cgroup, 'nope')],
+      EXIT.cgroupMissing,
+      /does not exist/,
+    );
+    await expectError(
+      sb,
+      ['load', '--pin-dir', sb.pinDir, '--cgroup', '/tmp'],
+      EXIT.cgroupMissing,
+      /not inside the cgroup2 mount/,
+    );
   });
 });
 
@@ -94,8 +127,23 @@ test('kernel without BTF: exit 6', async (t) => {
   if (!requirePrivileged(t)) return;
   await withSandbox('cli-nobtf', async (sb) => {
     // Hide /sys/kernel/btf in a private mount namespace.
-    const wrap = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs none /sys/kernel/btf && exec "$@"', 'sh'];
-    await expectError(sb, ['load', '--pin-dir', sb.pinDir, '--cgroup', sb.cgroup], EXIT.kernelUnsupported, /no kernel BTF/, wrap);
+    const wrap = [
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      'mount -t tmpfs none /sys/kernel/btf && exec "$@"',
+      'sh',
+    ];
+    await expectError(
+      sb,
+      ['load', '--pin-dir', sb.pinDir, '--cgroup', sb.cgroup],
+      EXIT.kernelUnsupported,
+      /no kernel BTF/,
+      wrap,
+    );
   });
 });
 
@@ -114,7 +162,12 @@ test('object file missing: exit 7', async (t) => {
 test('pin folder outside any bpffs: exit 10', async (t) => {
   if (!requirePrivileged(t)) return;
   await withSandbox('cli-nobpffs', async (sb) => {
-    await expectError(sb, ['load', '--pin-dir', '/tmp/sockbypass-pins', '--cgroup', sb.cgroup], EXIT.bpffsUnavailable, /no BPF filesystem/);
+    await expectError(
+      sb,
+      ['load', '--pin-dir', '/tmp/sockbypass-pins', '--cgroup', sb.cgroup],
+      EXIT.bpffsUnavailable,
+      /no BPF filesystem/,
+    );
   });
 });
 
@@ -135,7 +188,12 @@ test('a second load says where it is loaded and changes nothing; a different ver
       const v = settingsCodec.decode(s.maps.settings.lookup(Buffer.alloc(4)) as Buffer);
       s.maps.settings.update(Buffer.alloc(4), settingsCodec.encode({ ...v, layoutVersion: 999 }));
     });
-    await expectError(sb, ['load', '--pin-dir', sb.pinDir, '--cgroup', sb.cgroup], EXIT.otherVersionLoaded, /different sockbypass version.*layout version 999/);
+    await expectError(
+      sb,
+      ['load', '--pin-dir', sb.pinDir, '--cgroup', sb.cgroup],
+      EXIT.otherVersionLoaded,
+      /different sockbypass version.*layout version 999/,
+    );
     await expectError(sb, ['status', '--pin-dir', sb.pinDir], EXIT.otherVersionLoaded, /different sockbypass version/);
     const forced = await cli(sb, ['unload', '--force', '--pin-dir', sb.pinDir]);
     assert.equal(forced.code, 0, forced.stderr);
@@ -150,14 +208,30 @@ test('status --json and the library agree on a fresh load', async (t) => {
     const loaded = load({ cgroup: sb.cgroup, pinDir: sb.pinDir, policy: { ports: [5001, 6379], ranges: null } });
     const r = await cli(sb, ['status', '--json', '--pin-dir', sb.pinDir]);
     assert.equal(r.code, 0, r.stderr);
-    const s = JSON.parse(r.stdout) as { loaded: boolean; cgroup: string; programs: { sockOps: { id: number } }; policy: unknown; map: { maxEntries: number } };
+    const s = JSON.parse(r.stdout) as {
+      loaded: boolean;
+      cgroup: string;
+      programs: { sockOps: { id: number } };
+      policy: unknown;
+      map: { maxEntries: number };
+    };
     assert.equal(s.loaded, true);
     assert.equal(s.cgroup, sb.cgroup);
     assert.equal(s.programs.sockOps.id, loaded.programIds.sockOps);
-    assert.deepEqual(s.policy, { ports: [5001, 6379], ranges: null, queueLimit: 0, smallWrite: 0, smallBacklog: 65536, shortMessages: 2 });
+    assert.deepEqual(s.policy, {
+      ports: [5001, 6379],
+      ranges: null,
+      queueLimit: 0,
+      smallWrite: 0,
+      smallBacklog: 65536,
+      shortMessages: 2,
+    });
     assert.equal(s.map.maxEntries, DEFAULT_MAX_ENTRIES);
     const text = execFileSync(process.execPath, [CLI, 'status', '--pin-dir', sb.pinDir]).toString();
-    assert.match(text, /policy\s+ports 5001,6379; addresses all; queue limit the receiver's SO_RCVBUF if set, else tcp_rmem\[2\]/);
+    assert.match(
+      text,
+      /policy\s+ports 5001,6379; addresses all; queue limit the receiver's SO_RCVBUF if set, else tcp_rmem\[2\]/,
+    );
     const un = await cli(sb, ['unload', '--pin-dir', sb.pinDir]);
     assert.match(un.stdout, /sockbypass unloaded from .*: 0 accelerated connection/);
   });
@@ -180,5 +254,6 @@ test('every knob is a flag of load, policy, run and bench, in their usage too; l
     load += s;
     return true;
   });
-  for (const k of KNOBS) assert.match(load, new RegExp(`^  --${k.flag} [BN] +\\S`, 'm'), `load --help explains --${k.flag}`);
+  for (const k of KNOBS)
+    assert.match(load, new RegExp(`^  --${k.flag} [BN] +\\S`, 'm'), `load --help explains --${k.flag}`);
 });

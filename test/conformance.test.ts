@@ -13,7 +13,14 @@ import assert from 'node:assert/strict';
 import { requirePrivileged } from './support/privileged.js';
 import { Sandbox } from './support/sandbox.js';
 import { counters, delta, requireTool } from './support/trust.js';
-import { CONFORM, differences, formatDifferences, listCases, runCase, type FieldDifference } from './support/conform.js';
+import {
+  CONFORM,
+  differences,
+  formatDifferences,
+  listCases,
+  runCase,
+  type FieldDifference,
+} from './support/conform.js';
 import { DOCUMENTED_DIFFERENCES, type DocumentedDifference } from './support/conform-differences.js';
 import { load } from '../src/core/load.js';
 
@@ -32,9 +39,14 @@ test('the documented differences name only cases that exist, once each', (t) => 
   requireTool(CONFORM);
   const names = new Set(listCases());
   const documented = DOCUMENTED_DIFFERENCES.map((d) => d.case);
-  assert.deepEqual(documented.filter((c) => !names.has(c)), [], 'rows for cases conform does not have');
+  assert.deepEqual(
+    documented.filter((c) => !names.has(c)),
+    [],
+    'rows for cases conform does not have',
+  );
   assert.equal(new Set(documented).size, documented.length, 'one row per case');
-  for (const d of DOCUMENTED_DIFFERENCES) assert.ok(Object.keys(d.fields).length > 0, `${d.case}: a row lists what differs`);
+  for (const d of DOCUMENTED_DIFFERENCES)
+    assert.ok(Object.keys(d.fields).length > 0, `${d.case}: a row lists what differs`);
 });
 
 test('an application sees the same thing over the bypass as over TCP (conformance)', async (t) => {
@@ -64,7 +76,11 @@ test('an application sees the same thing over the bypass as over TCP (conformanc
           verdicts.set(name, 'identical');
           return;
         }
-        assert.notEqual(found.length, 0, `${name}: the documented difference is gone (fixed?): remove its row from the table and docs/conformance.md`);
+        assert.notEqual(
+          found.length,
+          0,
+          `${name}: the documented difference is gone (fixed?): remove its row from the table and docs/conformance.md`,
+        );
         assert.deepEqual(
           sortFields(found),
           sortFields(asFields(doc)),

@@ -11,7 +11,8 @@ import type { BenchReport } from '../src/bench/report.js';
 import type { WorkloadSummary } from '../src/bench/stats.js';
 
 // Tests run from dist/test/; fixtures stay in the source tree.
-const fixture = (name: string): string => readFileSync(new URL(`../../test/fixtures/bench/${name}`, import.meta.url), 'utf8');
+const fixture = (name: string): string =>
+  readFileSync(new URL(`../../test/fixtures/bench/${name}`, import.meta.url), 'utf8');
 const real = JSON.parse(fixture('report-f672fef.json')) as BenchReport;
 
 const PACKETS = ['lo packets, iperf3 -n 2G -l 128K', 'packets on lo'] as const;
@@ -24,7 +25,11 @@ function summary(report: BenchReport, [workload, metric]: readonly [string, stri
 }
 
 /** The report with one summary replaced by `change(summary)`. */
-function withSummary(report: BenchReport, row: readonly [string, string], change: (s: WorkloadSummary) => WorkloadSummary): BenchReport {
+function withSummary(
+  report: BenchReport,
+  row: readonly [string, string],
+  change: (s: WorkloadSummary) => WorkloadSummary,
+): BenchReport {
   const old = summary(report, row);
   return { ...report, summaries: report.summaries.map((s) => (s === old ? change(s) : s)) };
 }
@@ -55,25 +60,41 @@ test('renderDemoSummary on the real report: the proof, the table, the tiny-write
 
 test('renderDemoSummary: tiny writes that do not lose get no note', () => {
   for (const verdict of ['win', 'even'] as const) {
-    const text = renderDemoSummary(withSummary(real, TINY_WRITES, (s) => ({ ...s, verdict, ratioMedian: verdict === 'win' ? 1.2 : 1.01 })));
+    const text = renderDemoSummary(
+      withSummary(real, TINY_WRITES, (s) => ({ ...s, verdict, ratioMedian: verdict === 'win' ? 1.2 : 1.01 })),
+    );
     assert.doesNotMatch(text, /Streams of tiny writes/);
     assert.doesNotMatch(text, /--small-write/);
-    assert.match(text, verdict === 'win' ? /throughput, iperf3 64 B writes .* 1\.20x faster/ : /throughput, iperf3 64 B writes .* about the same \(1\.01x\)/);
+    assert.match(
+      text,
+      verdict === 'win'
+        ? /throughput, iperf3 64 B writes .* 1\.20x faster/
+        : /throughput, iperf3 64 B writes .* about the same \(1\.01x\)/,
+    );
   }
-  assert.match(renderDemoSummary(real), /Streams of tiny writes are slower with the bypass[^]*--small-write 4096/);
+  assert.match(renderDemoSummary(real), /Streams of tiny writes are slower with the bypass[\s\S]*--small-write 4096/);
 });
 
 test('renderDemoSummary: packets beyond the handshakes are put down to flow control', () => {
   const text = renderDemoSummary(
-    withSummary(real, PACKETS, (s) => ({ ...s, on: s.on && { ...s.on, median: 500 }, ratioMedian: 500 / (s.off?.median ?? NaN) })),
+    withSummary(real, PACKETS, (s) => ({
+      ...s,
+      on: s.on && { ...s.on, median: 500 },
+      ratioMedian: 500 / (s.off?.median ?? NaN),
+    })),
   );
-  assert.match(text, /tcpdump saw 65446 TCP packets on lo\nwith the bypass off and 500 with it on \(99\.24% fewer\): more than the 40 or so/);
+  assert.match(
+    text,
+    /tcpdump saw 65446 TCP packets on lo\nwith the bypass off and 500 with it on \(99\.24% fewer\): more than the 40 or so/,
+  );
   assert.match(text, /part of the data went by TCP: flow control/);
   assert.doesNotMatch(text, /only the handshakes and teardowns/);
 });
 
 test('renderDemoSummary: a packet count whose runs were all discarded is said to be missing, not shown', () => {
-  const text = renderDemoSummary(withSummary(real, PACKETS, (s) => ({ ...s, on: null, off: null, ratioMedian: null, verdict: 'no-data' })));
+  const text = renderDemoSummary(
+    withSummary(real, PACKETS, (s) => ({ ...s, on: null, off: null, ratioMedian: null, verdict: 'no-data' })),
+  );
   assert.match(text, /^The packet count could not be shown: its runs were discarded/);
   assert.doesNotMatch(text, /tcpdump saw/);
   assert.match(text, /TCP packets on lo to move 2 GiB +n\/a +n\/a +not measured/);
@@ -82,10 +103,23 @@ test('renderDemoSummary: a packet count whose runs were all discarded is said to
 test('renderDemoSummary lists discarded runs and cleanup problems instead of the all-clean line', () => {
   const text = renderDemoSummary({
     ...real,
-    discarded: [{ index: 3, workload: 'iperf3-64', title: 'iperf3 -l 64', pair: 1, mode: 'on', reason: 'only 0 sockets were accelerated', values: {} }],
+    discarded: [
+      {
+        index: 3,
+        workload: 'iperf3-64',
+        title: 'iperf3 -l 64',
+        pair: 1,
+        mode: 'on',
+        reason: 'only 0 sockets were accelerated',
+        values: {},
+      },
+    ],
     cleanupProblems: ['cgroup /sys/fs/cgroup/unified/sockbypass-bench-1: EBUSY'],
   });
-  assert.match(text, /Runs discarded because they were not what they claimed \(not used above\):\n  iperf3 -l 64, bypass on: only 0 sockets were accelerated/);
+  assert.match(
+    text,
+    /Runs discarded because they were not what they claimed \(not used above\):\n  iperf3 -l 64, bypass on: only 0 sockets were accelerated/,
+  );
   assert.match(text, /Cleanup problems:\n  cgroup \/sys\/fs\/cgroup\/unified\/sockbypass-bench-1: EBUSY/);
   assert.doesNotMatch(text, /sockbypass is unloaded again/);
 });

@@ -33,7 +33,8 @@ interface K8sObject {
   apiVersion: string;
   kind: string;
   metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
-  spec: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  // biome-ignore lint/suspicious/noExplicitAny: rendered manifests, validated by kubernetes-models, read field by field
+  spec: any;
 }
 
 const NODES = { items: [{ metadata: { name: 'node-a' } }, { metadata: { name: 'node-b' } }] };
@@ -57,7 +58,11 @@ function byKind(docs: unknown[], kind: string): K8sObject[] {
 
 test('the chart renders valid objects with default and with every optional value', () => {
   const defaults = renderChart(CHART) as K8sObject[];
-  assert.deepEqual(defaults.map((d) => d.kind), ['DaemonSet'], 'defaults: only the DaemonSet (no ServiceMonitor; no cleanup pods offline)');
+  assert.deepEqual(
+    defaults.map((d) => d.kind),
+    ['DaemonSet'],
+    'defaults: only the DaemonSet (no ServiceMonitor; no cleanup pods offline)',
+  );
   const full = renderChart(CHART, {
     values: {
       cgroup: 'kubepods.slice',
@@ -73,14 +78,36 @@ test('the chart renders valid objects with default and with every optional value
 
   const [ds] = byKind(full, 'DaemonSet');
   const args = ds?.spec.template.spec.containers[0].args as string[];
-  assert.deepEqual(args, ['run', '--keep', '--cgroup', '/host/cgroup/kubepods.slice', '--pin-dir', '/sys/fs/bpf/sockbypass', '--metrics-addr', '0.0.0.0:9555', '--ports', '6379,5432', '--ranges', '10.0.0.0/8', '--queue-limit', '4194304']);
-  assert.equal(ds?.spec.template.spec.volumes.find((v: { name: string }) => v.name === 'cgroup2').hostPath.path, '/sys/fs/cgroup/unified');
+  assert.deepEqual(args, [
+    'run',
+    '--keep',
+    '--cgroup',
+    '/host/cgroup/kubepods.slice',
+    '--pin-dir',
+    '/sys/fs/bpf/sockbypass',
+    '--metrics-addr',
+    '0.0.0.0:9555',
+    '--ports',
+    '6379,5432',
+    '--ranges',
+    '10.0.0.0/8',
+    '--queue-limit',
+    '4194304',
+  ]);
+  assert.equal(
+    ds?.spec.template.spec.volumes.find((v: { name: string }) => v.name === 'cgroup2').hostPath.path,
+    '/sys/fs/cgroup/unified',
+  );
   const [svc] = byKind(full, 'Service');
   const [sm] = byKind(full, 'ServiceMonitor');
   assert.deepEqual(sm?.spec.selector.matchLabels, svc?.metadata.labels, 'the ServiceMonitor selects the Service');
   assert.equal(sm?.metadata.labels?.release, 'prometheus');
   assert.deepEqual(svc?.spec.selector, ds?.spec.template.metadata.labels, 'the Service selects the agents');
-  assert.deepEqual(byKind(full, 'Pod').map((p) => p.spec.nodeName), ['node-a', 'node-b'], 'one cleanup pod per node');
+  assert.deepEqual(
+    byKind(full, 'Pod').map((p) => p.spec.nodeName),
+    ['node-a', 'node-b'],
+    'one cleanup pod per node',
+  );
   for (const p of byKind(full, 'Pod')) assert.equal(p.metadata.annotations?.['helm.sh/hook'], 'post-delete');
 });
 
@@ -93,7 +120,9 @@ test('schema validation catches a broken manifest (the check above can fail)', (
 });
 
 test('deploy/kubernetes/daemonset.yaml is the chart rendered with its defaults', () => {
-  const docs = parseAllDocuments(readFileSync(join(ROOT, 'deploy', 'kubernetes', 'daemonset.yaml'), 'utf8')).map((d) => d.toJS() as K8sObject);
+  const docs = parseAllDocuments(readFileSync(join(ROOT, 'deploy', 'kubernetes', 'daemonset.yaml'), 'utf8')).map(
+    (d) => d.toJS() as K8sObject,
+  );
   assert.deepEqual(docs, renderChart(CHART));
 });
 
@@ -104,7 +133,8 @@ test('the DaemonSet: root with BPF, PERFMON, NET_ADMIN only, probes on /healthz,
   assert.deepEqual(agent.securityContext.capabilities, { drop: ['ALL'], add: ['BPF', 'PERFMON', 'NET_ADMIN'] });
   assert.equal(agent.securityContext.privileged, false);
   assert.equal(agent.securityContext.runAsUser, 0);
-  for (const probe of [agent.livenessProbe, agent.readinessProbe]) assert.deepEqual(probe.httpGet, { path: '/healthz', port: 'metrics' });
+  for (const probe of [agent.livenessProbe, agent.readinessProbe])
+    assert.deepEqual(probe.httpGet, { path: '/healthz', port: 'metrics' });
   assert.equal(agent.ports[0].containerPort, 9464);
   assert.ok(agent.args.includes('--keep'));
   assert.equal(pod.priorityClassName, 'system-node-critical');
@@ -114,9 +144,14 @@ test('the DaemonSet: root with BPF, PERFMON, NET_ADMIN only, probes on /healthz,
     ['/sys/fs/bpf', '/sys/fs/cgroup'],
   );
   const annotations = ds?.spec.template.metadata.annotations;
-  assert.deepEqual(annotations, { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9464', 'prometheus.io/path': '/metrics' });
+  assert.deepEqual(annotations, {
+    'prometheus.io/scrape': 'true',
+    'prometheus.io/port': '9464',
+    'prometheus.io/path': '/metrics',
+  });
   const values = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8')) as Record<string, unknown>;
-  for (const key of ['image', 'cgroup', 'policy', 'metrics', 'tolerations', 'resources']) assert.ok(key in values, `values.yaml has ${key}`);
+  for (const key of ['image', 'cgroup', 'policy', 'metrics', 'tolerations', 'resources'])
+    assert.ok(key in values, `values.yaml has ${key}`);
 });
 
 test('each capability the DaemonSet adds is needed: without any one of them load is refused', async (t) => {
@@ -125,8 +160,27 @@ test('each capability the DaemonSet adds is needed: without any one of them load
   const added = ds?.spec.template.spec.containers[0].securityContext.capabilities.add as string[];
   await withSandbox('k8s-caps', async (sb) => {
     for (const dropped of added) {
-      const caps = added.filter((c) => c !== dropped).map((c) => `+${c.toLowerCase()}`).join(',');
-      const r = spawnSync('setpriv', ['--inh-caps=-all', '--ambient-caps=-all', `--bounding-set=-all,${caps}`, '--', process.execPath, CLI, 'load', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir], { encoding: 'utf8' });
+      const caps = added
+        .filter((c) => c !== dropped)
+        .map((c) => `+${c.toLowerCase()}`)
+        .join(',');
+      const r = spawnSync(
+        'setpriv',
+        [
+          '--inh-caps=-all',
+          '--ambient-caps=-all',
+          `--bounding-set=-all,${caps}`,
+          '--',
+          process.execPath,
+          CLI,
+          'load',
+          '--cgroup',
+          sb.cgroup,
+          '--pin-dir',
+          sb.pinDir,
+        ],
+        { encoding: 'utf8' },
+      );
       assert.equal(r.status, 3, `without ${dropped}: ${r.stdout}${r.stderr}`);
       assert.match(r.stderr, /permission denied \(needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN\)/);
       assert.equal(pinState(sb.pinDir), 'none');
@@ -164,14 +218,37 @@ test('the agent, run like the DaemonSet in a cgroup namespace: host cgroup found
       const port = await freePort();
       // The manifest's args with the test's cgroup, pin dir and a loopback port.
       const args = (agent.args as string[]).map((a, i, all) => {
-        if (all[i - 1] === '--cgroup') return a.replace(/^\/host\/cgroup\/.*/, join(dir, 'host-cgroup', relative(hostRoot, sb.cgroup)));
+        if (all[i - 1] === '--cgroup')
+          return a.replace(/^\/host\/cgroup\/.*/, join(dir, 'host-cgroup', relative(hostRoot, sb.cgroup)));
         if (all[i - 1] === '--pin-dir') return sb.pinDir;
         if (all[i - 1] === '--metrics-addr') return `127.0.0.1:${port}`;
         return a;
       });
-      const env = { ...process.env, NS_CGROUP: join(dir, 'ns-cgroup'), HOST_CGROUP: join(dir, 'host-cgroup'), HOST_CGROUP_ROOT: hostRoot, CAPS: caps };
+      const env = {
+        ...process.env,
+        NS_CGROUP: join(dir, 'ns-cgroup'),
+        HOST_CGROUP: join(dir, 'host-cgroup'),
+        HOST_CGROUP_ROOT: hostRoot,
+        CAPS: caps,
+      };
       const startAgent = () =>
-        sb.start('unshare', ['--cgroup', '--mount', '--propagation', 'private', 'sh', '-c', CONTAINER_SCRIPT, 'container', process.execPath, CLI, ...args], { cgroup: podCgroup, env });
+        sb.start(
+          'unshare',
+          [
+            '--cgroup',
+            '--mount',
+            '--propagation',
+            'private',
+            'sh',
+            '-c',
+            CONTAINER_SCRIPT,
+            'container',
+            process.execPath,
+            CLI,
+            ...args,
+          ],
+          { cgroup: podCgroup, env },
+        );
       const health = `http://127.0.0.1:${port}/healthz`;
 
       const first = startAgent();
@@ -180,7 +257,11 @@ test('the agent, run like the DaemonSet in a cgroup namespace: host cgroup found
       const state = PinnedState.open(sb.pinDir);
       let programs: number;
       try {
-        assert.equal(state.links.link_sockops.info().cgroupId, cgroupId(sb.cgroup), 'attached to the host cgroup named by --cgroup, not the namespace root');
+        assert.equal(
+          state.links.link_sockops.info().cgroupId,
+          cgroupId(sb.cgroup),
+          'attached to the host cgroup named by --cgroup, not the namespace root',
+        );
         programs = state.links.link_sockops.info().programId;
       } finally {
         state.close();
@@ -191,7 +272,9 @@ test('the agent, run like the DaemonSet in a cgroup namespace: host cgroup found
       const second = startAgent();
       await waitHealthy(second, health);
       assert.match(second.stderr(), /adopted the load already pinned/);
-      const status = JSON.parse(execFileSync(process.execPath, [CLI, 'status', '--pin-dir', sb.pinDir, '--json'], { encoding: 'utf8' })) as { programs: { sockOps: { id: number } } };
+      const status = JSON.parse(
+        execFileSync(process.execPath, [CLI, 'status', '--pin-dir', sb.pinDir, '--json'], { encoding: 'utf8' }),
+      ) as { programs: { sockOps: { id: number } } };
       assert.equal(status.programs.sockOps.id, programs, 'the same programs after the restart');
       assert.equal(await terminate(second), 0);
       assert.equal(pinState(sb.pinDir), 'complete');
@@ -199,8 +282,22 @@ test('the agent, run like the DaemonSet in a cgroup namespace: host cgroup found
       // helm uninstall: the post-delete cleanup pod's command, with its capabilities.
       const cleanup = cleanupPod?.spec.containers[0];
       const cleanupArgs = (cleanup.args as string[]).map((a, i, all) => (all[i - 1] === '--pin-dir' ? sb.pinDir : a));
-      const cleanupCaps = (cleanup.securityContext.capabilities.add as string[]).map((c) => `+${c.toLowerCase()}`).join(',');
-      const r = spawnSync('setpriv', ['--inh-caps=-all', '--ambient-caps=-all', `--bounding-set=-all,${cleanupCaps}`, '--', process.execPath, CLI, ...cleanupArgs], { encoding: 'utf8' });
+      const cleanupCaps = (cleanup.securityContext.capabilities.add as string[])
+        .map((c) => `+${c.toLowerCase()}`)
+        .join(',');
+      const r = spawnSync(
+        'setpriv',
+        [
+          '--inh-caps=-all',
+          '--ambient-caps=-all',
+          `--bounding-set=-all,${cleanupCaps}`,
+          '--',
+          process.execPath,
+          CLI,
+          ...cleanupArgs,
+        ],
+        { encoding: 'utf8' },
+      );
       assert.equal(r.status, 0, r.stderr);
       assert.equal(pinState(sb.pinDir), 'none', 'the cleanup pod unloads');
     });

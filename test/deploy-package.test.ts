@@ -19,7 +19,10 @@ const ROOT = resolve(import.meta.dirname, '..', '..');
 
 /** `npm pack` of the built checkout into `dir`; the build itself is setup.sh's (prepack runs the same make + tsc). */
 function pack(dir: string): { tarball: string; files: string[] } {
-  const out = execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: ROOT, encoding: 'utf8' });
+  const out = execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
   const [info] = JSON.parse(out) as Array<{ filename: string; files: Array<{ path: string }> }>;
   assert.ok(info);
   return { tarball: join(dir, info.filename), files: info.files.map((f) => f.path) };
@@ -29,12 +32,26 @@ test('npm pack carries the CO-RE object and dist/src, and no vmlinux.h, sources 
   const dir = mkdtempSync(join(tmpdir(), 'sockbypass-pack-'));
   try {
     const { files } = pack(dir);
-    for (const f of ['build/sockbypass.bpf.o', 'bin/sockbypass.js', 'dist/src/cli/main.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'package.json']) {
+    for (const f of [
+      'build/sockbypass.bpf.o',
+      'bin/sockbypass.js',
+      'dist/src/cli/main.js',
+      'dist/src/index.js',
+      'dist/src/index.d.ts',
+      'package.json',
+    ]) {
       assert.ok(files.includes(f), `${f} is in the package`);
     }
-    const unwanted = files.filter((f) => /vmlinux|\.c$|\.h$|(^|\/)src\/.*\.ts$|^dist\/test\/|^test\/|^tools\/|\.map$/.test(f) && !f.endsWith('.d.ts'));
+    const unwanted = files.filter(
+      (f) =>
+        /vmlinux|\.c$|\.h$|(^|\/)src\/.*\.ts$|^dist\/test\/|^test\/|^tools\/|\.map$/.test(f) && !f.endsWith('.d.ts'),
+    );
     assert.deepEqual(unwanted, []);
-    assert.deepEqual(files.filter((f) => f.startsWith('build/')), ['build/sockbypass.bpf.o'], 'only the shipped object from build/');
+    assert.deepEqual(
+      files.filter((f) => f.startsWith('build/')),
+      ['build/sockbypass.bpf.o'],
+      'only the shipped object from build/',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -48,7 +65,10 @@ test('npm install <tarball> in a fresh directory, then npx sockbypass load/statu
     const app = join(dir, 'app');
     mkdirSync(app);
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'sockbypass-install-test', private: true }));
-    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', tarball], { cwd: app, stdio: 'pipe' });
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', tarball], {
+      cwd: app,
+      stdio: 'pipe',
+    });
     const installed = join(app, 'node_modules', 'sockbypass');
     assert.ok(existsSync(join(installed, 'build', 'sockbypass.bpf.o')));
     assert.ok(!existsSync(join(installed, 'build', 'vmlinux.h')));
@@ -59,10 +79,15 @@ test('npm install <tarball> in a fresh directory, then npx sockbypass load/statu
     const which = (name: string) => execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim();
     for (const name of ['node', 'npm', 'npx', 'sh']) symlinkSync(which(name), join(bin, name));
     const env = { ...process.env, PATH: bin };
-    assert.notEqual(spawnSync('sh', ['-c', 'command -v clang || command -v bpftool || command -v make'], { env }).status, 0, 'no build tools on the PATH');
+    assert.notEqual(
+      spawnSync('sh', ['-c', 'command -v clang || command -v bpftool || command -v make'], { env }).status,
+      0,
+      'no build tools on the PATH',
+    );
 
     await withSandbox('package', async (sb) => {
-      const npx = (...args: string[]) => spawnSync(join(bin, 'npx'), ['--no-install', 'sockbypass', ...args], { cwd: app, env, encoding: 'utf8' });
+      const npx = (...args: string[]) =>
+        spawnSync(join(bin, 'npx'), ['--no-install', 'sockbypass', ...args], { cwd: app, env, encoding: 'utf8' });
       const loaded = npx('load', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir, '--json');
       assert.equal(loaded.status, 0, loaded.stderr);
       assert.equal((JSON.parse(loaded.stdout) as { outcome: string }).outcome, 'loaded');
@@ -94,10 +119,17 @@ test('load names the kernel it cannot run on: older than 6.10, or without the kf
 });
 
 test('load asks for CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (or CAP_SYS_ADMIN and CAP_NET_ADMIN)', () => {
-  const capEff = (...caps: number[]) => `CapEff:\t${caps.reduce((m, c) => m | (1n << BigInt(c)), 0n).toString(16).padStart(16, '0')}\n`;
+  const capEff = (...caps: number[]) =>
+    `CapEff:\t${caps
+      .reduce((m, c) => m | (1n << BigInt(c)), 0n)
+      .toString(16)
+      .padStart(16, '0')}\n`;
   const [NET_ADMIN, SYS_ADMIN, PERFMON, BPF] = [12, 21, 38, 39];
   assert.doesNotThrow(() => checkLoadPrivileges('load', capEff(BPF, PERFMON, NET_ADMIN)));
   assert.doesNotThrow(() => checkLoadPrivileges('load', capEff(SYS_ADMIN, NET_ADMIN)));
-  assert.throws(() => checkLoadPrivileges('load', capEff(BPF, NET_ADMIN)), /needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN/);
+  assert.throws(
+    () => checkLoadPrivileges('load', capEff(BPF, NET_ADMIN)),
+    /needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN/,
+  );
   assert.throws(() => checkLoadPrivileges('load', capEff(BPF, PERFMON)), /permission denied/);
 });

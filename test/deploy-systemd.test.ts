@@ -66,7 +66,9 @@ function commandLine(line: string, env: Record<string, string>): string[] {
   const re = /'([^']*)'|"([^"]*)"|(\S+)/g;
   for (const m of line.matchAll(re)) words.push({ text: m[1] ?? m[2] ?? (m[3] as string), quoted: m[3] === undefined });
   const expand = (s: string) =>
-    s.replace(/\$\$|\$\{([A-Z_]+)\}|\$([A-Z_]+)/g, (all, a?: string, b?: string) => (all === '$$' ? '$' : (env[(a ?? b) as string] ?? '')));
+    s.replace(/\$\$|\$\{([A-Z_]+)\}|\$([A-Z_]+)/g, (all, a?: string, b?: string) =>
+      all === '$$' ? '$' : (env[(a ?? b) as string] ?? ''),
+    );
   return words.flatMap((w) => {
     const bare = /^\$([A-Z_]+)$/.exec(w.text);
     if (bare && !w.quoted) return (env[bare[1] as string] ?? '').split(/\s+/).filter(Boolean);
@@ -92,7 +94,11 @@ test('ExecStart keeps the load over stop and restart, ExecStop unloads only on a
       SOCKBYPASS_ON_STOP: 'unload',
     };
     const start = unitCommand('ExecStart', env);
-    assert.deepEqual(start.slice(-4), ['--cgroup', sb.cgroup, '--ports', '6379'], 'the bare $SOCKBYPASS_FLAGS split into words');
+    assert.deepEqual(
+      start.slice(-4),
+      ['--cgroup', sb.cgroup, '--ports', '6379'],
+      'the bare $SOCKBYPASS_FLAGS split into words',
+    );
     const health = `http://127.0.0.1:${port}/healthz`;
 
     const first = sb.start(start[0] as string, start.slice(1), { cgroup: null, env: { ...process.env, ...env } });
@@ -106,11 +112,17 @@ test('ExecStart keeps the load over stop and restart, ExecStop unloads only on a
     assert.match(second.stderr(), /adopted the load already pinned/);
 
     const stop = unitCommand('ExecStop', env);
-    const afterCrash = spawnSync(stop[0] as string, stop.slice(1), { env: { ...process.env, ...env, SERVICE_RESULT: 'exit-code' }, encoding: 'utf8' });
+    const afterCrash = spawnSync(stop[0] as string, stop.slice(1), {
+      env: { ...process.env, ...env, SERVICE_RESULT: 'exit-code' },
+      encoding: 'utf8',
+    });
     assert.equal(afterCrash.status, 0, afterCrash.stderr);
     assert.equal(pinState(sb.pinDir), 'complete', 'ExecStop after a crash leaves the load');
 
-    const orderly = spawnSync(stop[0] as string, stop.slice(1), { env: { ...process.env, ...env, SERVICE_RESULT: 'success' }, encoding: 'utf8' });
+    const orderly = spawnSync(stop[0] as string, stop.slice(1), {
+      env: { ...process.env, ...env, SERVICE_RESULT: 'success' },
+      encoding: 'utf8',
+    });
     assert.equal(orderly.status, 0, orderly.stderr);
     assert.match(orderly.stdout, /unloaded/);
     assert.equal(pinState(sb.pinDir), 'none', 'an orderly stop with SOCKBYPASS_ON_STOP=unload unloads');
@@ -123,9 +135,16 @@ test('with SOCKBYPASS_ON_STOP=keep (the default) an orderly stop leaves the load
   await withSandbox('systemd-keep', async (sb) => {
     const env: Record<string, string> = { ...environment(UNIT, ENV_EXAMPLE), SOCKBYPASS_PIN_DIR: sb.pinDir };
     assert.equal(env.SOCKBYPASS_ON_STOP, 'keep');
-    execFileSync(process.execPath, [join(ROOT, 'bin', 'sockbypass.js'), 'load', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir], { stdio: 'pipe' });
+    execFileSync(
+      process.execPath,
+      [join(ROOT, 'bin', 'sockbypass.js'), 'load', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir],
+      { stdio: 'pipe' },
+    );
     const stop = unitCommand('ExecStop', env);
-    const r = spawnSync(stop[0] as string, stop.slice(1), { env: { ...process.env, ...env, SERVICE_RESULT: 'success' }, encoding: 'utf8' });
+    const r = spawnSync(stop[0] as string, stop.slice(1), {
+      env: { ...process.env, ...env, SERVICE_RESULT: 'success' },
+      encoding: 'utf8',
+    });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(pinState(sb.pinDir), 'complete');
   });

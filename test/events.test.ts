@@ -41,8 +41,16 @@ function checkListing(
     assert.equal(srv.key.localPort, server.port);
     assert.equal(client.key.remotePort, server.port);
     seenPorts.add(client.key.localPort);
-    assert.deepEqual(client.processes.map((p) => p.pid), [clients.pid], 'client end owned by the client process');
-    assert.deepEqual(srv.processes.map((p) => p.pid), [server.pid], 'server end owned by the server process');
+    assert.deepEqual(
+      client.processes.map((p) => p.pid),
+      [clients.pid],
+      'client end owned by the client process',
+    );
+    assert.deepEqual(
+      srv.processes.map((p) => p.pid),
+      [server.pid],
+      'server end owned by the server process',
+    );
     assert.equal(client.processes[0]?.command, 'node');
     assert.equal(client.local, `127.0.0.1:${client.key.localPort}`);
     // The client is AF_INET; the server listens on :: so its end is AF_INET6 with mapped addresses.
@@ -70,15 +78,27 @@ test(`${N} connections: exactly ${N} active, ${N} passive and ${2 * N} closed ev
 
       // While open: the library listing and the CLI's --json, run from outside the cgroup.
       checkListing(connections({ pinDir: sb.pinDir }), server, clients);
-      const cli = await sb.run(process.execPath, [CLI, 'connections', '--pin-dir', sb.pinDir, '--json'], { cgroup: null });
+      const cli = await sb.run(process.execPath, [CLI, 'connections', '--pin-dir', sb.pinDir, '--json'], {
+        cgroup: null,
+      });
       assert.equal(cli.code, 0, cli.stderr);
       const parsed = JSON.parse(cli.stdout) as { connections: ConnectionDetails[] };
       checkListing(parsed.connections, server, clients);
       const text = await sb.run(process.execPath, [CLI, 'connections', '--pin-dir', sb.pinDir], { cgroup: null });
       assert.equal(text.code, 0, text.stderr);
       assert.match(text.stdout, new RegExp(`^${N} accelerated connection\\(s\\), ${2 * N} socket\\(s\\)`));
-      assert.match(text.stdout, new RegExp(`client\\s+127\\.0\\.0\\.1:${clients.clientPorts[0]}\\s+127\\.0\\.0\\.1:${server.port}\\s+inet\\s+ESTABLISHED\\s+\\d+\\s+node/${clients.pid} fd \\d+`));
-      assert.match(text.stdout, new RegExp(`server\\s+127\\.0\\.0\\.1:${server.port}\\s+127\\.0\\.0\\.1:${clients.clientPorts[0]}\\s+inet6 \\(v4-mapped\\)`));
+      assert.match(
+        text.stdout,
+        new RegExp(
+          `client\\s+127\\.0\\.0\\.1:${clients.clientPorts[0]}\\s+127\\.0\\.0\\.1:${server.port}\\s+inet\\s+ESTABLISHED\\s+\\d+\\s+node/${clients.pid} fd \\d+`,
+        ),
+      );
+      assert.match(
+        text.stdout,
+        new RegExp(
+          `server\\s+127\\.0\\.0\\.1:${server.port}\\s+127\\.0\\.0\\.1:${clients.clientPorts[0]}\\s+inet6 \\(v4-mapped\\)`,
+        ),
+      );
 
       await clients.close();
       await server.finish();
@@ -125,7 +145,10 @@ test('a ring buffer overflow is reported as lost events, and delivered + lost ad
     let delivered = 0;
     let lostReported = 0;
     // A long interval: nothing drains while the connections come and go, so the 256 KiB ring overflows.
-    const watch = watchEvents(sb.pinDir, () => delivered++, { intervalMs: 600_000, onLost: (n) => (lostReported += n) });
+    const watch = watchEvents(sb.pinDir, () => delivered++, {
+      intervalMs: 600_000,
+      onLost: (n) => (lostReported += n),
+    });
     try {
       const connectionsMade = 800; // 4 events each, ~100 bytes per record: more than 256 KiB
       const server = await startServer(sb, { expect: connectionsMade });
@@ -164,8 +187,14 @@ test('a connection inside a named network namespace: connections and events name
         assert.equal(conn.netns?.name, name);
         assert.equal(conn.netns?.current, false);
         assert.notEqual(conn.netns?.cookie, undefined);
-        assert.deepEqual(conn.a.processes.map((p) => p.pid), [clients.pid]);
-        assert.deepEqual(conn.b?.processes.map((p) => p.pid), [server.pid]);
+        assert.deepEqual(
+          conn.a.processes.map((p) => p.pid),
+          [clients.pid],
+        );
+        assert.deepEqual(
+          conn.b?.processes.map((p) => p.pid),
+          [server.pid],
+        );
         assert.equal(conn.a.netns?.name, name);
       }
       const text = await sb.run(process.execPath, [CLI, 'connections', '--pin-dir', sb.pinDir], { cgroup: null });
@@ -179,7 +208,10 @@ test('a connection inside a named network namespace: connections and events name
         assert.equal(ctx.netnsName, name);
         assert.equal(ctx.currentNetns, false);
         const want = e.type === 'accelerated_active' ? clients.pid : server.pid;
-        assert.deepEqual(ctx.processes?.map((p) => p.pid), [want]);
+        assert.deepEqual(
+          ctx.processes?.map((p) => p.pid),
+          [want],
+        );
       }
       await clients.close();
       await server.finish();

@@ -36,20 +36,31 @@ const median = (xs: number[]): number => {
 };
 
 async function run(sb: Sandbox, mode: Mode, size: string): Promise<Run> {
-  withPinnedState(sb.pinDir, (s) => writePolicy(s.maps, { ports: null, ranges: null, ...(mode === 'unlimited' ? { flowControl: false } : {}) }));
+  withPinnedState(sb.pinDir, (s) =>
+    writePolicy(s.maps, { ports: null, ranges: null, ...(mode === 'unlimited' ? { flowControl: false } : {}) }),
+  );
   const inside = mode === 'tcp' ? { cgroup: null } : {};
   const port = await freePort();
   const server = sb.start('iperf3', ['-s', '-1', '-p', String(port)], inside);
   await new Promise((r) => setTimeout(r, 300));
   const before = counters(sb);
-  const client = sb.start('iperf3', ['-c', '127.0.0.1', '-p', String(port), '-t', SECONDS, '-l', size, '--json'], inside);
+  const client = sb.start(
+    'iperf3',
+    ['-c', '127.0.0.1', '-p', String(port), '-t', SECONDS, '-l', size, '--json'],
+    inside,
+  );
   const done = await client.done;
   await server.done;
   const d = delta(before, counters(sb));
   if (done.code !== 0) throw new Error(`iperf3 ${mode}: ${done.stderr} ${done.stdout.slice(0, 300)}`);
   const json = JSON.parse(done.stdout) as { end: { sum_received: { bits_per_second: number; bytes: number } } };
   const bytes = json.end.sum_received.bytes;
-  return { gbps: json.end.sum_received.bits_per_second / 1e9, redirectedShare: d.bytesRedirected / Math.max(1, bytes), switches: d.flowToTcp, returns: d.flowReturns };
+  return {
+    gbps: json.end.sum_received.bits_per_second / 1e9,
+    redirectedShare: d.bytesRedirected / Math.max(1, bytes),
+    switches: d.flowToTcp,
+    returns: d.flowReturns,
+  };
 }
 
 await withSandbox('flow-measure', async (sb) => {
@@ -64,7 +75,9 @@ await withSandbox('flow-measure', async (sb) => {
         runs[mode].push(r);
         console.log(
           `${size} round ${round + 1} ${mode.padEnd(9)} ${r.gbps.toFixed(2).padStart(6)} Gbit/s` +
-            (mode === 'tcp' ? '' : `  redirected ${(100 * r.redirectedShare).toFixed(1)}%  switches ${r.switches}, back ${r.returns}`),
+            (mode === 'tcp'
+              ? ''
+              : `  redirected ${(100 * r.redirectedShare).toFixed(1)}%  switches ${r.switches}, back ${r.returns}`),
         );
       }
     }
@@ -72,8 +85,15 @@ await withSandbox('flow-measure', async (sb) => {
     const ratios = (a: Mode, b: Mode) => runs[a].map((r, i) => r.gbps / (runs[b][i] as Run).gbps);
     console.log(
       `${size}: medians tcp ${m('tcp').toFixed(2)}, default ${m('default').toFixed(2)}, unlimited ${m('unlimited').toFixed(2)} Gbit/s; ` +
-        `default/unlimited ${median(ratios('default', 'unlimited')).toFixed(2)}x (per round ${ratios('default', 'unlimited').map((x) => x.toFixed(2)).join(', ')}), ` +
-        `default/tcp ${median(ratios('default', 'tcp')).toFixed(2)}x (${ratios('default', 'tcp').map((x) => x.toFixed(2)).join(', ')}); ` +
+        `default/unlimited ${median(ratios('default', 'unlimited')).toFixed(2)}x (per round ${ratios(
+          'default',
+          'unlimited',
+        )
+          .map((x) => x.toFixed(2))
+          .join(', ')}), ` +
+        `default/tcp ${median(ratios('default', 'tcp')).toFixed(2)}x (${ratios('default', 'tcp')
+          .map((x) => x.toFixed(2))
+          .join(', ')}); ` +
         `default redirected ${runs.default.map((r) => `${(100 * r.redirectedShare).toFixed(1)}%`).join(', ')}`,
     );
   }

@@ -20,7 +20,17 @@ const CLI = join(import.meta.dirname, '..', '..', 'bin', 'sockbypass.js');
 
 async function startRun(sb: Sandbox, extra: string[] = []): Promise<{ proc: Started; base: string }> {
   const port = await freePort();
-  const args = [CLI, 'run', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir, '--metrics-addr', `127.0.0.1:${port}`, ...extra];
+  const args = [
+    CLI,
+    'run',
+    '--cgroup',
+    sb.cgroup,
+    '--pin-dir',
+    sb.pinDir,
+    '--metrics-addr',
+    `127.0.0.1:${port}`,
+    ...extra,
+  ];
   const proc = sb.start(process.execPath, args, { cgroup: null });
   const base = `http://127.0.0.1:${port}`;
   let healthy = false;
@@ -151,7 +161,11 @@ test('run refuses a busy metrics address before loading anything, exit 1', async
     sb.onCleanup(() => {
       if (pinState(`${sb.pinDir}-2`) !== 'none') unload({ pinDir: `${sb.pinDir}-2`, force: true });
     });
-    const other = sb.start(process.execPath, [CLI, 'run', '--cgroup', sb.cgroup, '--pin-dir', `${sb.pinDir}-2`, '--metrics-addr', `127.0.0.1:${port}`], { cgroup: null });
+    const other = sb.start(
+      process.execPath,
+      [CLI, 'run', '--cgroup', sb.cgroup, '--pin-dir', `${sb.pinDir}-2`, '--metrics-addr', `127.0.0.1:${port}`],
+      { cgroup: null },
+    );
     const exit = await other.done;
     assert.equal(exit.code, 1, exit.stderr);
     assert.match(exit.stderr, /cannot serve metrics/);
@@ -181,7 +195,9 @@ test('every row of the counter table is a metric series carrying its counter', a
   const text = await registry.metrics();
   for (const [i, row] of COUNTERS.entries()) {
     const labels = Object.entries((row.metric as { labels?: Record<string, string> }).labels ?? {});
-    const series = labels.length ? `${row.metric.name}{${labels.map(([k, v]) => `${k}="${v}"`).join(',')}}` : row.metric.name;
+    const series = labels.length
+      ? `${row.metric.name}{${labels.map(([k, v]) => `${k}="${v}"`).join(',')}}`
+      : row.metric.name;
     assert.ok(text.split('\n').includes(`${series} ${1000 + i}`), `${series} ${1000 + i} in:\n${text}`);
     assert.match(text, new RegExp(`^# TYPE ${row.metric.name} ${row.kind}$`, 'm'));
   }

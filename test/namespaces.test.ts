@@ -91,14 +91,24 @@ test('between two namespaces over a veth: connections and trace show each end in
     const events = await stopTrace(trace);
 
     const [cookieA, cookieB] = [cookieOf(a), cookieOf(b)];
-    t.diagnostic(`namespaces ${a} = ${cookieA}, ${b} = ${cookieB}; ${JSON.stringify(list.map((c) => [c.a.local, c.a.netns, c.b?.local, c.b?.netns]))}`);
+    t.diagnostic(
+      `namespaces ${a} = ${cookieA}, ${b} = ${cookieB}; ${JSON.stringify(list.map((c) => [c.a.local, c.a.netns, c.b?.local, c.b?.netns]))}`,
+    );
     for (const c of list) {
       assert.equal(c.crossNamespace, true, 'the two ends live in two namespaces');
       assert.equal(c.netns, undefined, 'no single namespace is claimed for the connection');
       assert.equal(c.natted, false, 'no NAT between them');
       assert.equal(c.a.role, 'client');
-      assert.deepEqual([c.a.netns.cookie, c.a.netns.name, c.a.key.netnsCookie], [cookieB, b, cookieB], 'the client end is in namespace b');
-      assert.deepEqual([c.b?.netns.cookie, c.b?.netns.name, c.b?.key.netnsCookie], [cookieA, a, cookieA], 'the server end is in namespace a');
+      assert.deepEqual(
+        [c.a.netns.cookie, c.a.netns.name, c.a.key.netnsCookie],
+        [cookieB, b, cookieB],
+        'the client end is in namespace b',
+      );
+      assert.deepEqual(
+        [c.b?.netns.cookie, c.b?.netns.name, c.b?.key.netnsCookie],
+        [cookieA, a, cookieA],
+        'the server end is in namespace a',
+      );
       assert.equal(c.a.key.handshake, c.b?.key.handshake, 'both ends carry one handshake tag');
     }
     const accelerated = events.filter((e) => e.event.startsWith('accelerated_'));

@@ -33,17 +33,43 @@ interface Sample {
   packets: number[];
 }
 
-async function sbloadPair(sb: Sandbox, setup: NatSetup, dir: string, mode: 'stream' | 'rr', extra: string[]): Promise<Record<string, number>> {
+async function sbloadPair(
+  sb: Sandbox,
+  setup: NatSetup,
+  dir: string,
+  mode: 'stream' | 'rr',
+  extra: string[],
+): Promise<Record<string, number>> {
   const ready = join(dir, `ready-${mode}-${Date.now()}`);
-  const server = startInNetns(sb, setup.serverNs, SBLOAD, [mode, '--role', 'server', '--listen', setup.listen, '--ready-file', ready, '--seconds', '30']);
+  const server = startInNetns(sb, setup.serverNs, SBLOAD, [
+    mode,
+    '--role',
+    'server',
+    '--listen',
+    setup.listen,
+    '--ready-file',
+    ready,
+    '--seconds',
+    '30',
+  ]);
   await readyPort(ready, server);
-  const client = startInNetns(sb, setup.clientNs, SBLOAD, [mode, '--role', 'client', '--connect', setup.connect, '--seconds', SECONDS, ...extra]);
+  const client = startInNetns(sb, setup.clientNs, SBLOAD, [
+    mode,
+    '--role',
+    'client',
+    '--connect',
+    setup.connect,
+    '--seconds',
+    SECONDS,
+    ...extra,
+  ]);
   const done = await client.done;
   // The server prints its figures once the client is gone; give it a moment before stopping it.
   const timer = setTimeout(() => server.child.kill('SIGTERM'), 5000);
   const srv = await server.done;
   clearTimeout(timer);
-  const parse = (s: string): Record<string, number> => JSON.parse(s.trim().split('\n').pop() ?? '{}') as Record<string, number>;
+  const parse = (s: string): Record<string, number> =>
+    JSON.parse(s.trim().split('\n').pop() ?? '{}') as Record<string, number>;
   const out = parse(done.stdout);
   if (done.code !== 0) console.log(`  sbload ${mode} client failed: ${done.stdout.trim()}`);
   // stream: the receiver's (server's) figure counts delivered bytes; rr: the client's.
@@ -85,8 +111,12 @@ async function measure(pattern: PatternName): Promise<string> {
         const s = await sample(sb, setup, dir);
         if (state === 'on') unload({ pinDir: sb.pinDir });
         (state === 'on' ? on : off).push(s);
-        console.log(`${pattern} pair ${i + 1} ${state}: ${s.gbps.toFixed(2)} Gbit/s, ${Math.round(s.requestsPerSecond)} req/s, packets ${setup.taps.map((t, j) => `${t.label} ${s.packets[j]}`).join(', ')}` +
-            (s.counters ? `; stream run: pairs ${s.counters.pairsJoined}, redirected ${s.counters.bytesRedirected} B, flow-control switches ${s.counters.flowToTcp} (${s.counters.flowBytes} B), sticky ${s.counters.stickyTcp}, passed ${s.counters.bytesPassed} B` : ''));
+        console.log(
+          `${pattern} pair ${i + 1} ${state}: ${s.gbps.toFixed(2)} Gbit/s, ${Math.round(s.requestsPerSecond)} req/s, packets ${setup.taps.map((t, j) => `${t.label} ${s.packets[j]}`).join(', ')}` +
+            (s.counters
+              ? `; stream run: pairs ${s.counters.pairsJoined}, redirected ${s.counters.bytesRedirected} B, flow-control switches ${s.counters.flowToTcp} (${s.counters.flowBytes} B), sticky ${s.counters.stickyTcp}, passed ${s.counters.bytesPassed} B`
+              : ''),
+        );
       }
     }
     const row = (xs: Sample[]) => ({
@@ -107,6 +137,8 @@ async function measure(pattern: PatternName): Promise<string> {
 const rows: string[] = [];
 for (const pattern of PATTERNS) rows.push(await measure(pattern));
 console.log(`\nmedians of ${PAIRS} interleaved off/on pairs, ${SECONDS} s per run, iptables rules\n`);
-console.log('| pattern | stream off Gbit/s | on | on/off | rr off req/s | on | on/off | packets in the stream run, off → on |');
+console.log(
+  '| pattern | stream off Gbit/s | on | on/off | rr off req/s | on | on/off | packets in the stream run, off → on |',
+);
 console.log('|---|---|---|---|---|---|---|---|');
 for (const r of rows) console.log(r);

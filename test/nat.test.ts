@@ -30,7 +30,19 @@ import { HAPROXY } from './support/haproxy.js';
 import { load } from '../src/core/load.js';
 import { withPinnedState } from '../src/core/state.js';
 import { connections, type ConnectionDetails } from '../src/observe/connections.js';
-import { BUILD_DIR, CLI, Tally, assertIntact, counters, delta, fmtBytes, readyPort, requireTool, startIntegrity, type SbloadRun } from './support/trust.js';
+import {
+  BUILD_DIR,
+  CLI,
+  Tally,
+  assertIntact,
+  counters,
+  delta,
+  fmtBytes,
+  readyPort,
+  requireTool,
+  startIntegrity,
+  type SbloadRun,
+} from './support/trust.js';
 import type { Counters } from '../src/core/layout.js';
 
 const tally = new Tally('nat');
@@ -68,22 +80,51 @@ interface Transfer {
 async function transfer(
   sb: Sandbox,
   dir: string,
-  o: { serverNs: string; listen: string; clientNs: string; connect: string; connections: number; bytes: string; seed: number; bind?: string; tag: string },
+  o: {
+    serverNs: string;
+    listen: string;
+    clientNs: string;
+    connect: string;
+    connections: number;
+    bytes: string;
+    seed: number;
+    bind?: string;
+    tag: string;
+  },
 ): Promise<Transfer> {
   const ready = join(dir, `ready-${o.tag}`);
-  const common = ['--connections', String(o.connections), '--bytes', o.bytes, '--seconds', '40', '--seed', String(o.seed)];
+  const common = [
+    '--connections',
+    String(o.connections),
+    '--bytes',
+    o.bytes,
+    '--seconds',
+    '40',
+    '--seed',
+    String(o.seed),
+  ];
   const before = counters(sb);
-  const server = startIntegrity(sb, ['--role', 'server', '--listen', o.listen, '--ready-file', ready, ...common], { netns: o.serverNs, timeoutMs: 60_000 });
-  await readyPort(ready, server.proc);
-  const client = startIntegrity(sb, ['--role', 'client', '--connect', o.connect, ...(o.bind ? ['--bind', o.bind] : []), ...common], {
-    netns: o.clientNs,
+  const server = startIntegrity(sb, ['--role', 'server', '--listen', o.listen, '--ready-file', ready, ...common], {
+    netns: o.serverNs,
     timeoutMs: 60_000,
   });
+  await readyPort(ready, server.proc);
+  const client = startIntegrity(
+    sb,
+    ['--role', 'client', '--connect', o.connect, ...(o.bind ? ['--bind', o.bind] : []), ...common],
+    {
+      netns: o.clientNs,
+      timeoutMs: 60_000,
+    },
+  );
   let maxInMap = 0;
   let done = false;
   void Promise.allSettled([server.result, client.result]).then(() => (done = true));
   while (!done) {
-    maxInMap = Math.max(maxInMap, withPinnedState(sb.pinDir, (s) => s.maps.sock_hash.count()));
+    maxInMap = Math.max(
+      maxInMap,
+      withPinnedState(sb.pinDir, (s) => s.maps.sock_hash.count()),
+    );
     await new Promise((r) => setTimeout(r, 10));
   }
   const [cli, srv] = [await client.result, await server.result];
@@ -99,10 +140,30 @@ async function transfer(
 /** `sockbypass connections --json` while one long-lived connection runs round trips through the pattern. */
 async function viewsWhileRunning(sb: Sandbox, setup: NatSetup, dir: string): Promise<ConnectionDetails[]> {
   const ready = join(dir, `ready-rr-${setup.pattern}-${setup.firewall}`);
-  const server = startInNetns(sb, setup.serverNs, SBLOAD, ['rr', '--role', 'server', '--listen', setup.listen, '--ready-file', ready, '--seconds', '20']);
+  const server = startInNetns(sb, setup.serverNs, SBLOAD, [
+    'rr',
+    '--role',
+    'server',
+    '--listen',
+    setup.listen,
+    '--ready-file',
+    ready,
+    '--seconds',
+    '20',
+  ]);
   await readyPort(ready, server);
   // Round trips for up to 8 s; stopped as soon as the view shows the pairs (node's start-up alone takes a while on 2 busy CPUs).
-  const client = startInNetns(sb, setup.clientNs, SBLOAD, ['rr', '--role', 'client', '--connect', setup.connect, '--seconds', '8', '--warmup', '100']);
+  const client = startInNetns(sb, setup.clientNs, SBLOAD, [
+    'rr',
+    '--role',
+    'client',
+    '--connect',
+    setup.connect,
+    '--seconds',
+    '8',
+    '--warmup',
+    '100',
+  ]);
   let seen: ConnectionDetails[] = [];
   while (client.child.exitCode === null) {
     const out = execFileSync(process.execPath, [CLI, 'connections', '--json', '--pin-dir', sb.pinDir]).toString();
@@ -113,14 +174,24 @@ async function viewsWhileRunning(sb: Sandbox, setup: NatSetup, dir: string): Pro
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  assert.equal(client.child.exitCode, null, `rr client through ${setup.pattern} ended before the view showed its pairs: ${client.stderr()}`);
+  assert.equal(
+    client.child.exitCode,
+    null,
+    `rr client through ${setup.pattern} ended before the view showed its pairs: ${client.stderr()}`,
+  );
   client.child.kill('SIGTERM');
   server.child.kill('SIGTERM');
   await Promise.all([client.done, server.done]);
   return seen;
 }
 
-async function throughPattern(t: TestContext, sb: Sandbox, pattern: PatternName, fw: Firewall, dir: string): Promise<void> {
+async function throughPattern(
+  t: TestContext,
+  sb: Sandbox,
+  pattern: PatternName,
+  fw: Firewall,
+  dir: string,
+): Promise<void> {
   const setup = await buildPattern(sb, pattern, fw, dir);
   const label = `${pattern} (${fw})`;
   const connections = 6;
@@ -145,20 +216,35 @@ async function throughPattern(t: TestContext, sb: Sandbox, pattern: PatternName,
   });
 
   const views = await viewsWhileRunning(sb, setup, dir);
-  const natted = views.find((c) => c.natted && c.a.remote === setup.views.clientRemote && c.b?.local === setup.views.peerLocal);
+  const natted = views.find(
+    (c) => c.natted && c.a.remote === setup.views.clientRemote && c.b?.local === setup.views.peerLocal,
+  );
   t.diagnostic(
     `${label}: connections --json during a round-trip run: ` +
-      views.map((c) => `[${c.a.local}→${c.a.remote} | ${c.b ? `${c.b.local}→${c.b.remote}` : '-'}${c.natted ? ', natted' : ''}]`).join(' '),
+      views
+        .map(
+          (c) =>
+            `[${c.a.local}→${c.a.remote} | ${c.b ? `${c.b.local}→${c.b.remote}` : '-'}${c.natted ? ', natted' : ''}]`,
+        )
+        .join(' '),
   );
-  assert.ok(natted, `${label}: a natted pair with the client's view ${setup.views.clientRemote} and its peer's ${setup.views.peerLocal}`);
+  assert.ok(
+    natted,
+    `${label}: a natted pair with the client's view ${setup.views.clientRemote} and its peer's ${setup.views.peerLocal}`,
+  );
   assert.equal(natted.a.role, 'client', `${label}: the app's end comes first`);
-  assert.equal(natted.a.local, natted.b?.remote, `${label}: the client's own address survives (REDIRECT and DNAT rewrite the destination only)`);
+  assert.equal(
+    natted.a.local,
+    natted.b?.remote,
+    `${label}: the client's own address survives (REDIRECT and DNAT rewrite the destination only)`,
+  );
 }
 
 for (const pattern of ['sidecar-outbound', 'sidecar-inbound', 'service'] as const) {
   const what = {
     'sidecar-outbound': 'app → VIP:80, OUTPUT REDIRECT to haproxy on 15001, on over a veth to the server',
-    'sidecar-inbound': 'client → pod:8080 over a veth, PREROUTING REDIRECT to haproxy on 15006, on to the app (127.0.0.1 / pod address)',
+    'sidecar-inbound':
+      'client → pod:8080 over a veth, PREROUTING REDIRECT to haproxy on 15006, on to the app (127.0.0.1 / pod address)',
     service: 'client pod → Service VIP:80, DNAT in the node namespace (kube-proxy chains), routed to the server pod',
   }[pattern];
   test(`${pattern}: ${what}; iptables and nftables: both hops pair, bytes intact, only handshakes on the wire, both views shown`, async (t) => {
@@ -190,18 +276,77 @@ test('never cross-wire: a SYNPROXY in front of the server answers with its own I
       const veth = createVeth(sb, cli, srv, '198.18.40.2/24', '198.18.40.1/24');
       sysctl(srv, 'net.netfilter.nf_conntrack_tcp_loose', '0');
       iptables(sb, srv, [
-        ['-t', 'raw', '-A', 'PREROUTING', '-i', veth.b, '-p', 'tcp', '--dport', String(SERVER_PORT), '--syn', '-j', 'CT', '--notrack'],
-        ['-A', 'INPUT', '-i', veth.b, '-p', 'tcp', '--dport', String(SERVER_PORT), '-m', 'conntrack', '--ctstate', 'INVALID,UNTRACKED',
-          '-j', 'SYNPROXY', '--sack-perm', '--timestamp', '--wscale', '7', '--mss', '1460'],
-        ['-A', 'INPUT', '-i', veth.b, '-p', 'tcp', '--dport', String(SERVER_PORT), '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP'],
+        [
+          '-t',
+          'raw',
+          '-A',
+          'PREROUTING',
+          '-i',
+          veth.b,
+          '-p',
+          'tcp',
+          '--dport',
+          String(SERVER_PORT),
+          '--syn',
+          '-j',
+          'CT',
+          '--notrack',
+        ],
+        [
+          '-A',
+          'INPUT',
+          '-i',
+          veth.b,
+          '-p',
+          'tcp',
+          '--dport',
+          String(SERVER_PORT),
+          '-m',
+          'conntrack',
+          '--ctstate',
+          'INVALID,UNTRACKED',
+          '-j',
+          'SYNPROXY',
+          '--sack-perm',
+          '--timestamp',
+          '--wscale',
+          '7',
+          '--mss',
+          '1460',
+        ],
+        [
+          '-A',
+          'INPUT',
+          '-i',
+          veth.b,
+          '-p',
+          'tcp',
+          '--dport',
+          String(SERVER_PORT),
+          '-m',
+          'conntrack',
+          '--ctstate',
+          'INVALID',
+          '-j',
+          'DROP',
+        ],
       ]);
       load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
       const connections = 20;
       const run = await transfer(sb, tmp(sb), {
-        serverNs: srv, listen: `198.18.40.1:${SERVER_PORT}`, clientNs: cli, connect: `198.18.40.1:${SERVER_PORT}`, connections, bytes: '256K', seed: 31, tag: 'synproxy',
+        serverNs: srv,
+        listen: `198.18.40.1:${SERVER_PORT}`,
+        clientNs: cli,
+        connect: `198.18.40.1:${SERVER_PORT}`,
+        connections,
+        bytes: '256K',
+        seed: 31,
+        tag: 'synproxy',
       });
       const proxied = iptablesPackets(srv, 'filter', 'INPUT', 'SYNPROXY');
-      t.diagnostic(`synproxy: ${connections} connections, ${fmtBytes(run.cli.json.bytesVerified + run.srv.json.bytesVerified)} verified; SYNPROXY rule matched ${proxied} packets; ${counterText(run.d)}`);
+      t.diagnostic(
+        `synproxy: ${connections} connections, ${fmtBytes(run.cli.json.bytesVerified + run.srv.json.bytesVerified)} verified; SYNPROXY rule matched ${proxied} packets; ${counterText(run.d)}`,
+      );
       assert.ok(proxied >= 2 * connections, 'the SYN proxy answered the SYNs and completed the handshakes');
       assertNeverPaired(run, connections, 'synproxy');
     });
@@ -217,22 +362,53 @@ test('never cross-wire: SNAT that rewrites the client port (iptables and nftable
       for (const fw of FIREWALLS) {
         const r = routed(sb, 50, 51);
         if (fw === 'iptables') {
-          iptables(sb, r.node, [['-t', 'nat', '-A', 'POSTROUTING', '-o', r.serverVeth.b, '-p', 'tcp', '-j', 'SNAT', '--to-source', '198.18.51.1:20000-20100']]);
+          iptables(sb, r.node, [
+            [
+              '-t',
+              'nat',
+              '-A',
+              'POSTROUTING',
+              '-o',
+              r.serverVeth.b,
+              '-p',
+              'tcp',
+              '-j',
+              'SNAT',
+              '--to-source',
+              '198.18.51.1:20000-20100',
+            ],
+          ]);
         } else {
-          nft(sb, r.node, `table ip node-snat {
+          nft(
+            sb,
+            r.node,
+            `table ip node-snat {
   chain postrouting { type nat hook postrouting priority srcnat; oifname "${r.serverVeth.b}" meta l4proto tcp snat to 198.18.51.1:20000-20100; }
-}\n`);
+}\n`,
+          );
         }
         const connections = 20;
         const syns = await synPorts(sb, r.server, r.serverVeth.a);
         const run = await transfer(sb, dir, {
-          serverNs: r.server, listen: `198.18.51.2:${SERVER_PORT}`, clientNs: r.client, connect: `198.18.51.2:${SERVER_PORT}`,
-          bind: '198.18.50.2:41000', connections, bytes: '256K', seed: 41, tag: `snat-${fw}`,
+          serverNs: r.server,
+          listen: `198.18.51.2:${SERVER_PORT}`,
+          clientNs: r.client,
+          connect: `198.18.51.2:${SERVER_PORT}`,
+          bind: '198.18.50.2:41000',
+          connections,
+          bytes: '256K',
+          seed: 41,
+          tag: `snat-${fw}`,
         });
         const ports = await syns.stop();
-        t.diagnostic(`snat (${fw}): client ports 41000-${41000 + connections - 1}, the server saw SYNs from ports ${[...new Set(ports)].sort((x, y) => x - y).join(',')}; ${counterText(run.d)}`);
+        t.diagnostic(
+          `snat (${fw}): client ports 41000-${41000 + connections - 1}, the server saw SYNs from ports ${[...new Set(ports)].sort((x, y) => x - y).join(',')}; ${counterText(run.d)}`,
+        );
         assert.equal(ports.length, connections, `snat (${fw}): one SYN per connection reached the server`);
-        assert.ok(ports.every((p) => p >= 20000 && p <= 20100), `snat (${fw}): every client port was rewritten into 20000-20100`);
+        assert.ok(
+          ports.every((p) => p >= 20000 && p <= 20100),
+          `snat (${fw}): every client port was rewritten into 20000-20100`,
+        );
         assertNeverPaired(run, connections, `snat (${fw})`);
       }
     });
@@ -265,13 +441,21 @@ test('never cross-wire: TCP_REPAIR -- repaired ends never pair; a client restore
       load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
       const bytes = 4 << 20;
       // Arbitrary sequence numbers, one pair wrapping around 2^32 at once.
-      for (const [a, b] of [['0x12345678', '0x9abcdef0'], ['0xffffffff', '0xfffffff0'], ['1', '1']] as const) {
+      for (const [a, b] of [
+        ['0x12345678', '0x9abcdef0'],
+        ['0xffffffff', '0xfffffff0'],
+        ['1', '1'],
+      ] as const) {
         const { json, d } = await repairRun(sb, ns, ['pair', '--seq-a', a, '--seq-b', b, '--bytes', String(bytes)]);
         tally.connections += 1;
         tally.bytesVerified += 2 * bytes;
         t.diagnostic(`repair pair seq ${a}/${b}: ${JSON.stringify(json)}; ${counterText(d)}`);
         assert.equal(d.socketsInserted + d.pairsJoined, 0, `repaired pair ${a}/${b}: never inserted`);
-        assert.equal(d.leftNoPeer, 2, `repaired pair ${a}/${b}: both ends (established without a SYN) found no pending pair`);
+        assert.equal(
+          d.leftNoPeer,
+          2,
+          `repaired pair ${a}/${b}: both ends (established without a SYN) found no pending pair`,
+        );
       }
       // A paired connection whose client is checkpointed and restored (CRIU's way) into the same tuple and sequence numbers.
       const { json, d } = await repairRun(sb, ns, ['restore', '--bytes', String(bytes)]);
@@ -330,15 +514,33 @@ test('ALG: the FTP helper rewriting a PORT command does not change the handshake
       const r = routed(sb, 52, 153);
       iptables(sb, r.node, [
         ['-t', 'raw', '-A', 'PREROUTING', '-p', 'tcp', '--dport', '21', '-j', 'CT', '--helper', 'ftp'],
-        ['-t', 'nat', '-A', 'POSTROUTING', '-o', r.serverVeth.b, '-p', 'tcp', '-j', 'SNAT', '--to-source', '198.18.153.1'],
+        [
+          '-t',
+          'nat',
+          '-A',
+          'POSTROUTING',
+          '-o',
+          r.serverVeth.b,
+          '-p',
+          'tcp',
+          '-j',
+          'SNAT',
+          '--to-source',
+          '198.18.153.1',
+        ],
       ]);
       const port = 'PORT 198,18,52,2,156,64';
       const session = async (): Promise<string> => {
         const server = startInNetns(sb, r.server, process.execPath, ['-e', FTP_SERVER, '198.18.153.2']);
         await waitFor(() => server.stdout().includes('listening') || server.child.exitCode !== null, 10_000);
-        const client = await runInNetns(sb, r.client, process.execPath, ['-e', FTP_CLIENT, '198.18.153.2', port], { timeoutMs: 15_000 });
+        const client = await runInNetns(sb, r.client, process.execPath, ['-e', FTP_CLIENT, '198.18.153.2', port], {
+          timeoutMs: 15_000,
+        });
         await server.done;
-        const json = JSON.parse(client.stdout.trim().split('\n').pop() ?? '{}') as { serverGot?: string; error?: string };
+        const json = JSON.parse(client.stdout.trim().split('\n').pop() ?? '{}') as {
+          serverGot?: string;
+          error?: string;
+        };
         assert.equal(json.error, undefined, `ftp-like client: ${json.error}`);
         return json.serverGot ?? '';
       };
@@ -347,10 +549,20 @@ test('ALG: the FTP helper rewriting a PORT command does not change the handshake
       const before = counters(sb);
       const on = await session();
       const d = delta(before, counters(sb));
-      t.diagnostic(`alg: client sent "${port}"; bypass off, the server got "${off}"; bypass on, "${on}"; ${counterText(d)}`);
-      assert.equal(off, 'PORT 198,18,153,1,156,64', 'without the bypass the helper rewrites the PORT address (the test has teeth)');
+      t.diagnostic(
+        `alg: client sent "${port}"; bypass off, the server got "${off}"; bypass on, "${on}"; ${counterText(d)}`,
+      );
+      assert.equal(
+        off,
+        'PORT 198,18,153,1,156,64',
+        'without the bypass the helper rewrites the PORT address (the test has teeth)',
+      );
       assert.equal(d.pairsJoined, 1, 'the helper changes no ISN and keeps the port: the control connection pairs');
-      assert.equal(on, port, 'paired, the PORT command arrives exactly as the client wrote it: the helper never sees it');
+      assert.equal(
+        on,
+        port,
+        'paired, the PORT command arrives exactly as the client wrote it: the helper never sees it',
+      );
     });
   });
 });
@@ -369,15 +581,58 @@ test('isolation: two namespaces with identical app → VIP REDIRECT setups and t
         inNs(ns, 'ip', ['link', 'set', 'sbnat1', 'up']);
         inNs(ns, 'ip', ['route', 'add', '198.18.10.10/32', 'dev', 'sbnat0']);
         iptables(sb, ns, [
-          ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', '198.18.10.10', '--dport', '80', '-j', 'REDIRECT', '--to-ports', '15001'],
-          ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', '198.18.10.10', '--dport', '81', '-j', 'REDIRECT', '--to-ports', '15002'],
+          [
+            '-t',
+            'nat',
+            '-A',
+            'OUTPUT',
+            '-p',
+            'tcp',
+            '-d',
+            '198.18.10.10',
+            '--dport',
+            '80',
+            '-j',
+            'REDIRECT',
+            '--to-ports',
+            '15001',
+          ],
+          [
+            '-t',
+            'nat',
+            '-A',
+            'OUTPUT',
+            '-p',
+            'tcp',
+            '-d',
+            '198.18.10.10',
+            '--dport',
+            '81',
+            '-j',
+            'REDIRECT',
+            '--to-ports',
+            '15002',
+          ],
         ]);
       }
       // Beside the transfers, one long-lived connection per namespace (round trips for 3 s,
       // the same client port in both) that the connections view is sure to catch.
       const rrServers = namespaces.map((ns, i) => {
         const ready = join(dir, `ready-rr-${i}`);
-        return { ready, proc: startInNetns(sb, ns, SBLOAD, ['rr', '--role', 'server', '--listen', '0.0.0.0:15002', '--ready-file', ready, '--seconds', '30']) };
+        return {
+          ready,
+          proc: startInNetns(sb, ns, SBLOAD, [
+            'rr',
+            '--role',
+            'server',
+            '--listen',
+            '0.0.0.0:15002',
+            '--ready-file',
+            ready,
+            '--seconds',
+            '30',
+          ]),
+        };
       });
       load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
       const perNs = 40;
@@ -396,13 +651,32 @@ test('isolation: two namespaces with identical app → VIP REDIRECT setups and t
       })();
       for (const r of rrServers) await readyPort(r.ready, r.proc);
       const rrClients = namespaces.map((ns) =>
-        startInNetns(sb, ns, SBLOAD, ['rr', '--role', 'client', '--connect', '198.18.10.10:81', '--bind', '198.18.3.2:43000', '--seconds', '3', '--warmup', '100']),
+        startInNetns(sb, ns, SBLOAD, [
+          'rr',
+          '--role',
+          'client',
+          '--connect',
+          '198.18.10.10:81',
+          '--bind',
+          '198.18.3.2:43000',
+          '--seconds',
+          '3',
+          '--warmup',
+          '100',
+        ]),
       );
       const runs = await Promise.all(
         namespaces.map((ns, i) =>
           transfer(sb, dir, {
-            serverNs: ns, listen: '0.0.0.0:15001', clientNs: ns, connect: '198.18.10.10:80', bind: '198.18.3.2:42000',
-            connections: perNs, bytes: '1M', seed: 500 + i, tag: `iso-${i}`,
+            serverNs: ns,
+            listen: '0.0.0.0:15001',
+            clientNs: ns,
+            connect: '198.18.10.10:80',
+            bind: '198.18.3.2:42000',
+            connections: perNs,
+            bytes: '1M',
+            seed: 500 + i,
+            tag: `iso-${i}`,
           }),
         ),
       );
@@ -415,14 +689,26 @@ test('isolation: two namespaces with identical app → VIP REDIRECT setups and t
         `isolation: 2 × ${perNs} connections from 198.18.3.2:42000-${42000 + perNs - 1} to 198.18.10.10:80 (→ 127.0.0.1:15001), other seeds per namespace; ` +
           `${runs.map((r, i) => `ns ${i}: c2s ${r.cli.json.c2sSha256?.slice(0, 12)}…`).join(', ')}; natted pairs seen at once in both namespaces ${pairsSeen}, pairs across namespaces ${crossed}; ${counterText(d)}`,
       );
-      assert.notEqual(runs[0]?.cli.json.c2sSha256, runs[1]?.cli.json.c2sSha256, 'the two namespaces carried different bytes');
+      assert.notEqual(
+        runs[0]?.cli.json.c2sSha256,
+        runs[1]?.cli.json.c2sSha256,
+        'the two namespaces carried different bytes',
+      );
       assert.ok(pairsSeen >= 2, 'the connections view caught natted pairs of both namespaces at once');
       assert.equal(crossed, 0, 'no pair ever had its ends in two namespaces');
-      assert.equal(d.pairsJoined, 2 * perNs + 2, 'every connection in both namespaces paired (and the two round-trip connections)');
+      assert.equal(
+        d.pairsJoined,
+        2 * perNs + 2,
+        'every connection in both namespaces paired (and the two round-trip connections)',
+      );
       assert.equal(d.insertExists, 0, 'identical tuples in two namespaces never collided in the map');
     });
     assert.deepEqual(strayVeths(), [], 'no veth left behind');
-    assert.deepEqual(netnsNames().filter((n) => n.startsWith('sbt-') && n.includes(`-${process.pid}-`)), [], 'no namespace left behind');
+    assert.deepEqual(
+      netnsNames().filter((n) => n.startsWith('sbt-') && n.includes(`-${process.pid}-`)),
+      [],
+      'no namespace left behind',
+    );
   });
 });
 

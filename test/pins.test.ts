@@ -31,7 +31,10 @@ test('the object has every map user space opens by name, and exactly the program
   for (const name of MAP_NAMES) assert.ok(maps.includes(name), `map ${name} in ${maps.join(', ')}`);
   assert.deepEqual([...programs].sort(), Object.values(PROGRAMS).sort());
   // libbpf's internal maps (.rodata, .bss, ...) are not the object's own and are never pinned.
-  assert.ok(maps.every((m) => !m.startsWith('.') && !m.includes('.')), maps.join(', '));
+  assert.ok(
+    maps.every((m) => !m.startsWith('.') && !m.includes('.')),
+    maps.join(', '),
+  );
 });
 
 test('the test object is the shipped one plus the map extra_probe', () => {
@@ -47,7 +50,10 @@ test('a load pins every map of its object; a map added to the data plane is pinn
     assert.deepEqual(readdirSync(sb.pinDir).sort(), [...shipped, ...LINK_NAMES].sort());
 
     // The running load has no extra_probe: --replace creates it and pins it.
-    assert.equal(load({ cgroup: sb.cgroup, pinDir: sb.pinDir, objectPath: EXTRA_OBJECT, replace: true }).outcome, 'replaced');
+    assert.equal(
+      load({ cgroup: sb.cgroup, pinDir: sb.pinDir, objectPath: EXTRA_OBJECT, replace: true }).outcome,
+      'replaced',
+    );
     const extraPin = join(sb.pinDir, 'extra_probe');
     assert.ok(existsSync(extraPin), 'extra_probe pinned by --replace');
     const first = BpfMap.openPinned(extraPin);

@@ -39,7 +39,9 @@ function start(args: string[], timeoutMs = 20_000): Promise<Run> {
         assert.equal(lines.length, 1, 'sbload must print exactly one line of JSON');
         json = JSON.parse(lines[0] ?? '') as Record<string, unknown>;
       } catch (e) {
-        reject(new Error(`sbload ${args.join(' ')}: bad stdout ${JSON.stringify(stdout)} (${String(e)}); stderr: ${stderr}`));
+        reject(
+          new Error(`sbload ${args.join(' ')}: bad stdout ${JSON.stringify(stdout)} (${String(e)}); stderr: ${stderr}`),
+        );
         return;
       }
       resolvePromise({ code, stdout, stderr, json });
@@ -122,9 +124,9 @@ test('rr: ordered percentiles for tcp4/tcp6/unix, --count is exact', async () =>
   for (const family of ['tcp4', 'tcp6', 'unix']) {
     const j = await ok(['rr', '--family', family, '--seconds', '0.3', '--size', '64']);
     assert.ok(num(j, 'roundTrips') > 100, `roundTrips ${String(j.roundTrips)}`);
-    const [min, p50, p99, p999, max, mean] = ['minUs', 'p50Us', 'p99Us', 'p999Us', 'maxUs', 'meanUs'].map((k) => num(j, k)) as [
-      number, number, number, number, number, number,
-    ];
+    const [min, p50, p99, p999, max, mean] = ['minUs', 'p50Us', 'p99Us', 'p999Us', 'maxUs', 'meanUs'].map((k) =>
+      num(j, k),
+    ) as [number, number, number, number, number, number];
     assert.ok(min > 0 && min <= p50 && p50 <= p99 && p99 <= p999 && p999 <= max, JSON.stringify(j));
     assert.ok(mean >= min && mean <= max);
   }
@@ -156,8 +158,16 @@ test('integrity: early data and server-first orderings', async () => {
   checkIntegrity(early, 50, 256 * 1024);
   // On plain loopback the clients' bytes must really have been queued before accept().
   assert.ok(num(early, 'bytesQueuedAtAccept') > 0);
-  checkIntegrity(await ok(['integrity', '--connections', '50', '--server-first', '--family', 'tcp6', '--seconds', '15']), 50, 256 * 1024);
-  checkIntegrity(await ok(['integrity', '--connections', '20', '--server-first', '--early-data', '--seconds', '15']), 20, 256 * 1024);
+  checkIntegrity(
+    await ok(['integrity', '--connections', '50', '--server-first', '--family', 'tcp6', '--seconds', '15']),
+    50,
+    256 * 1024,
+  );
+  checkIntegrity(
+    await ok(['integrity', '--connections', '20', '--server-first', '--early-data', '--seconds', '15']),
+    20,
+    256 * 1024,
+  );
 });
 
 test('integrity: 1000 connections (raises RLIMIT_NOFILE as needed)', async () => {
@@ -186,11 +196,33 @@ test('integrity: one corrupted byte is caught, with its offset, and exits 1', as
 test('integrity: split server and client processes agree (--role, --ready-file, --bind)', async () => {
   await withTmp(async (dir) => {
     const ready = join(dir, 'port');
-    const server = start(['integrity', '--role', 'server', '--listen', '127.0.0.1:0', '--ready-file', ready, '--connections', '30', '--seconds', '15']);
+    const server = start([
+      'integrity',
+      '--role',
+      'server',
+      '--listen',
+      '127.0.0.1:0',
+      '--ready-file',
+      ready,
+      '--connections',
+      '30',
+      '--seconds',
+      '15',
+    ]);
     const port = await readyFile(ready, server);
     assert.match(port, /^\d+$/);
     const client = await start([
-      'integrity', '--role', 'client', '--connect', `127.0.0.1:${port}`, '--bind', '127.0.0.2:0', '--connections', '30', '--seconds', '15',
+      'integrity',
+      '--role',
+      'client',
+      '--connect',
+      `127.0.0.1:${port}`,
+      '--bind',
+      '127.0.0.2:0',
+      '--connections',
+      '30',
+      '--seconds',
+      '15',
     ]);
     const srv = await server;
     assert.equal(client.code, 0, client.stderr);
@@ -206,9 +238,33 @@ test('integrity: split server and client processes agree (--role, --ready-file, 
 test('integrity: split tcp4mapped server with server-first', async () => {
   await withTmp(async (dir) => {
     const ready = join(dir, 'port');
-    const server = start(['integrity', '--role', 'server', '--family', 'tcp4mapped', '--server-first', '--ready-file', ready, '--connections', '10', '--seconds', '15']);
+    const server = start([
+      'integrity',
+      '--role',
+      'server',
+      '--family',
+      'tcp4mapped',
+      '--server-first',
+      '--ready-file',
+      ready,
+      '--connections',
+      '10',
+      '--seconds',
+      '15',
+    ]);
     const port = await readyFile(ready, server);
-    const client = await start(['integrity', '--role', 'client', '--server-first', '--connect', `127.0.0.1:${port}`, '--connections', '10', '--seconds', '15']);
+    const client = await start([
+      'integrity',
+      '--role',
+      'client',
+      '--server-first',
+      '--connect',
+      `127.0.0.1:${port}`,
+      '--connections',
+      '10',
+      '--seconds',
+      '15',
+    ]);
     const srv = await server;
     assert.equal(client.code, 0, client.stderr);
     assert.equal(srv.code, 0, srv.stderr);

@@ -42,7 +42,15 @@ function mapSockets(sb: Sandbox): number {
 
 async function crr(sb: Sandbox, ns: string): Promise<{ rate: number; connections: number; failures: number }> {
   requireTool(SBLOAD);
-  const [cmd, argv] = inNetns(ns, SBLOAD, ['crr', '--family', 'tcp4', '--size', '64', '--seconds', String(CRR_SECONDS)]);
+  const [cmd, argv] = inNetns(ns, SBLOAD, [
+    'crr',
+    '--family',
+    'tcp4',
+    '--size',
+    '64',
+    '--seconds',
+    String(CRR_SECONDS),
+  ]);
   const f = await sb.run(cmd, argv, { timeoutMs: (CRR_SECONDS + 30) * 1000 });
   assert.equal(f.code, 0, `sbload crr: ${f.stderr}`);
   const r = parseSbloadOutput(f.stdout, 'crr');
@@ -72,7 +80,10 @@ const CRR_ORDERS: ReadonlyArray<readonly CrrMode[]> = [
  * map's own effect; held against empty adds that of 100,000 more sockets in
  * the kernel's TCP tables.
  */
-test(`connection rate with ${HELD} pairs in the sockhash: what they add is under 5% of a connection`, { skip, timeout: 900_000 }, async (t: TestContext) => {
+test(`connection rate with ${HELD} pairs in the sockhash: what they add is under 5% of a connection`, {
+  skip,
+  timeout: 900_000,
+}, async (t: TestContext) => {
   if (!requirePrivileged(t)) return;
   await withSandbox('scale-crr', async (sb) => {
     // Short-connection rule off: every crr connection joins the map and leaves it, the case the map's size could slow.
@@ -91,7 +102,14 @@ test(`connection rate with ${HELD} pairs in the sockhash: what they add is under
     for (const [round, order] of CRR_ORDERS.entries()) {
       const rate: Partial<Record<CrrMode, number>> = {};
       for (const mode of order) {
-        const pairs = mode === 'empty' ? undefined : await holdPairs(sb, HELD, { netns: ns, timeoutMs: 300_000, ...(mode === 'plain' ? { cgroup: null } : {}) });
+        const pairs =
+          mode === 'empty'
+            ? undefined
+            : await holdPairs(sb, HELD, {
+                netns: ns,
+                timeoutMs: 300_000,
+                ...(mode === 'plain' ? { cgroup: null } : {}),
+              });
         const inMap = mapSockets(sb);
         assert.equal(inMap, mode === 'held' ? 2 * HELD : 0, `${mode}: sockets in the map before crr`);
         const before = counters(sb);
@@ -110,10 +128,15 @@ test(`connection rate with ${HELD} pairs in the sockhash: what they add is under
           `round ${round + 1} ${mode}: ${Math.round(r.rate)} connections/s (${r.connections} connections, ${r.failures} failed; ` +
             `pairs joined ${d.pairsJoined}, map full ${d.insertMapFull}, no peer ${d.leftNoPeer}); sock_ops ${sockOpsNs.toFixed(0)} ns/run ` +
             `(${((ops1.count - ops0.count) / r.connections).toFixed(1)} runs/connection), sk_msg ${skMsgNs.toFixed(0)} ns/run` +
-            (pairs ? `; ${HELD} pairs held (${mode}), established in ${pairs.ready.establishSeconds.toFixed(2)} s` : ''),
+            (pairs
+              ? `; ${HELD} pairs held (${mode}), established in ${pairs.ready.establishSeconds.toFixed(2)} s`
+              : ''),
         );
         assert.equal(r.failures, 0, 'crr connections failed');
-        assert.ok(d.pairsJoined >= r.connections, `every crr connection joined the map (${d.pairsJoined} of ${r.connections})`);
+        assert.ok(
+          d.pairsJoined >= r.connections,
+          `every crr connection joined the map (${d.pairsJoined} of ${r.connections})`,
+        );
         assert.equal(d.leftNoPeer + d.insertMapFull + d.pairUnjoined, 0, 'no crr connection left out');
         rates[mode].push(r.rate);
         rate[mode] = r.rate;
@@ -138,7 +161,10 @@ test(`connection rate with ${HELD} pairs in the sockhash: what they add is under
     );
     t.diagnostic(
       `program run time, medians: ${(['empty', 'plain', 'held'] as const)
-        .map((m) => `${m} sock_ops ${median(progNs[m].sockOps).toFixed(0)} ns/run, sk_msg ${median(progNs[m].skMsg).toFixed(0)} ns/run, both ${median(progNs[m].perConnection).toFixed(0)} ns/connection`)
+        .map(
+          (m) =>
+            `${m} sock_ops ${median(progNs[m].sockOps).toFixed(0)} ns/run, sk_msg ${median(progNs[m].skMsg).toFixed(0)} ns/run, both ${median(progNs[m].perConnection).toFixed(0)} ns/connection`,
+        )
         .join('; ')}`,
     );
     // What the held pairs add to the programs' time per connection, against a connection's whole time at the plain rate.
@@ -148,25 +174,38 @@ test(`connection rate with ${HELD} pairs in the sockhash: what they add is under
     t.diagnostic(
       `the map's ${2 * HELD} sockets add ${extraNs.toFixed(0)} ns of program time per connection: ${((100 * extraNs) / connectionNs).toFixed(2)}% of a connection's ${(connectionNs / 1000).toFixed(1)} µs at the plain median rate`,
     );
-    assert.ok(extraNs < 0.05 * connectionNs, `program time added by ${HELD} held pairs: ${extraNs.toFixed(0)} ns per connection of ${connectionNs.toFixed(0)} ns`);
+    assert.ok(
+      extraNs < 0.05 * connectionNs,
+      `program time added by ${HELD} held pairs: ${extraNs.toFixed(0)} ns per connection of ${connectionNs.toFixed(0)} ns`,
+    );
   });
 });
 
 const MEMLOCK_MAPS = ['sock_hash', 'sock_states', 'pairs'] as const;
 
-test(`kernel memory of ${HELD} accelerated pairs against ${HELD} plain TCP pairs`, { skip, timeout: 900_000 }, async (t: TestContext) => {
+test(`kernel memory of ${HELD} accelerated pairs against ${HELD} plain TCP pairs`, {
+  skip,
+  timeout: 900_000,
+}, async (t: TestContext) => {
   if (!requirePrivileged(t)) return;
   await withSandbox('scale-kmem', async (sb) => {
     load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
     const ns = createNetns(sb, 'scale-kmem');
     const state = PinnedState.open(sb.pinDir);
     // The data plane's own maps are pinned under their names but not opened by PinnedState.
-    const maps = Object.fromEntries(MEMLOCK_MAPS.map((m) => [m, BpfMap.openPinned(join(sb.pinDir, m))])) as Record<(typeof MEMLOCK_MAPS)[number], BpfMap>;
+    const maps = Object.fromEntries(MEMLOCK_MAPS.map((m) => [m, BpfMap.openPinned(join(sb.pinDir, m))])) as Record<
+      (typeof MEMLOCK_MAPS)[number],
+      BpfMap
+    >;
     sb.onCleanup(() => {
       for (const m of Object.values(maps)) m.close();
     });
     try {
-      const memlocks = () => Object.fromEntries(MEMLOCK_MAPS.map((m) => [m, mapMemlock(maps[m].fd)])) as Record<(typeof MEMLOCK_MAPS)[number], number>;
+      const memlocks = () =>
+        Object.fromEntries(MEMLOCK_MAPS.map((m) => [m, mapMemlock(maps[m].fd)])) as Record<
+          (typeof MEMLOCK_MAPS)[number],
+          number
+        >;
       const deltas = { plain: [] as KmemDelta[], bypass: [] as KmemDelta[] };
       const memlockGrowth: Record<string, number[]> = Object.fromEntries(MEMLOCK_MAPS.map((m) => [m, []]));
       for (let round = 0; round < MEMORY_ROUNDS; round++) {
@@ -176,7 +215,11 @@ test(`kernel memory of ${HELD} accelerated pairs against ${HELD} plain TCP pairs
           const c0 = counters(sb);
           const m0 = memlocks();
           const s0 = kmemSnapshot();
-          const pairs = await holdPairs(sb, HELD, { netns: ns, timeoutMs: 300_000, ...(mode === 'plain' ? { cgroup: null } : {}) });
+          const pairs = await holdPairs(sb, HELD, {
+            netns: ns,
+            timeoutMs: 300_000,
+            ...(mode === 'plain' ? { cgroup: null } : {}),
+          });
           await sleep(1000);
           const s1 = kmemSnapshot();
           const m1 = memlocks();
@@ -199,8 +242,13 @@ test(`kernel memory of ${HELD} accelerated pairs against ${HELD} plain TCP pairs
       // Per cache: the median over rounds of (bypass − plain) growth, for the caches that moved by at least 8 B a pair.
       const caches = [...(deltas.bypass[0]?.bySlab.keys() ?? [])]
         .map((name) => {
-          const roundBytes = deltas.bypass.map((b, i) => (b.bySlab.get(name) ?? 0) - ((deltas.plain[i] as KmemDelta).bySlab.get(name) ?? 0));
-          const roundObjects = deltas.bypass.map((b, i) => ((b.objectsBySlab.get(name) ?? 0) - ((deltas.plain[i] as KmemDelta).objectsBySlab.get(name) ?? 0)) / HELD);
+          const roundBytes = deltas.bypass.map(
+            (b, i) => (b.bySlab.get(name) ?? 0) - ((deltas.plain[i] as KmemDelta).bySlab.get(name) ?? 0),
+          );
+          const roundObjects = deltas.bypass.map(
+            (b, i) =>
+              ((b.objectsBySlab.get(name) ?? 0) - ((deltas.plain[i] as KmemDelta).objectsBySlab.get(name) ?? 0)) / HELD,
+          );
           // The bypass's own allocations are a whole number of objects per pair, in every round; other work on the host is not.
           const whole = Math.round(roundObjects[0] ?? 0);
           const steady = whole >= 1 && roundObjects.every((o) => Math.abs(o - whole) < 0.05);
@@ -208,7 +256,9 @@ test(`kernel memory of ${HELD} accelerated pairs against ${HELD} plain TCP pairs
         })
         .filter((c) => Math.abs(c.bytes) >= 8)
         .sort((a, b) => b.bytes - a.bytes);
-      t.diagnostic(`plain TCP: slab objects ${perPair(deltas.plain.map((k) => k.slabObjects)).toFixed(0)} B/pair (median of ${MEMORY_ROUNDS})`);
+      t.diagnostic(
+        `plain TCP: slab objects ${perPair(deltas.plain.map((k) => k.slabObjects)).toFixed(0)} B/pair (median of ${MEMORY_ROUNDS})`,
+      );
       t.diagnostic(`accelerated: slab objects ${perPair(deltas.bypass.map((k) => k.slabObjects)).toFixed(0)} B/pair`);
       t.diagnostic(
         `added by the bypass: slab objects ${perPair(added).toFixed(0)} B/pair (rounds: ${added.map((a) => (a / HELD).toFixed(0)).join(', ')}), ` +
@@ -220,7 +270,9 @@ test(`kernel memory of ${HELD} accelerated pairs against ${HELD} plain TCP pairs
         `caches that grew by the same whole number of objects per pair in every round: ` +
           `${steady.map((c) => `${c.name} ${Math.round(c.objects)}`).join(', ')}: ${steadyBytes.toFixed(0)} B/pair`,
       );
-      t.diagnostic(`by cache (bypass − plain, per pair): ${caches.map((c) => `${c.name} ${c.bytes.toFixed(0)} B (${c.objects.toFixed(2)} objects)`).join('; ')}`);
+      t.diagnostic(
+        `by cache (bypass − plain, per pair): ${caches.map((c) => `${c.name} ${c.bytes.toFixed(0)} B (${c.objects.toFixed(2)} objects)`).join('; ')}`,
+      );
       t.diagnostic(
         `map memlock growth with ${HELD} pairs (fdinfo): ${MEMLOCK_MAPS.map((m) => `${m} ${perPair(memlockGrowth[m] ?? []).toFixed(1)} B/pair`).join(', ')}; ` +
           `sock_hash total ${mapMemlock(state.maps.sock_hash.fd)} B now (empty), max_entries ${state.maps.sock_hash.info.maxEntries}; ` +

@@ -30,7 +30,9 @@ function mapPairs(sb: Sandbox): { sockets: number; paired: number; alone: number
   return { sockets: sockets.length, paired, alone: pairs.length - paired };
 }
 
-test(`${PAIRS} pairs held at once: every one paired, none left out`, { timeout: LONG ? 600_000 : 120_000 }, async (t: TestContext) => {
+test(`${PAIRS} pairs held at once: every one paired, none left out`, {
+  timeout: LONG ? 600_000 : 120_000,
+}, async (t: TestContext) => {
   if (!requirePrivileged(t)) return;
   await withSandbox('scale', async (sb) => {
     load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
@@ -48,10 +50,23 @@ test(`${PAIRS} pairs held at once: every one paired, none left out`, { timeout: 
     );
     assert.equal(d.pairsJoined, PAIRS, 'pairs joined');
     assert.equal(d.socketsInserted, 2 * PAIRS, 'sockets inserted');
-    for (const k of ['insertMapFull', 'insertExists', 'insertOther', 'pairUnjoined', 'leftNoPeer', 'leftPeerDeclined', 'shortSkipped', 'stickyTcp'] as const) {
+    for (const k of [
+      'insertMapFull',
+      'insertExists',
+      'insertOther',
+      'pairUnjoined',
+      'leftNoPeer',
+      'leftPeerDeclined',
+      'shortSkipped',
+      'stickyTcp',
+    ] as const) {
       assert.equal(d[k], 0, k);
     }
-    assert.deepEqual(map, { sockets: 2 * PAIRS, paired: PAIRS, alone: 0 }, 'the sockhash holds every pair, each with its peer');
+    assert.deepEqual(
+      map,
+      { sockets: 2 * PAIRS, paired: PAIRS, alone: 0 },
+      'the sockhash holds every pair, each with its peer',
+    );
     // The ping: one message each way per pair, every one redirected.
     assert.equal(d.messagesRedirected, 2 * PAIRS, 'messages redirected');
     assert.equal(d.redirectMisses, 0, 'messages that missed their peer');
@@ -93,10 +108,18 @@ for (const capacity of [7, 8]) {
       );
       assert.equal(d.pairsJoined, joined, 'pairs joined');
       assert.equal(d.insertMapFull, refused, 'inserts refused: map full');
-      assert.equal(d.pairUnjoined, capacity % 2 === 1 ? refused : 0, 'clients taken out again (their server did not fit)');
+      assert.equal(
+        d.pairUnjoined,
+        capacity % 2 === 1 ? refused : 0,
+        'clients taken out again (their server did not fit)',
+      );
       assert.equal(d.leftPeerDeclined, capacity % 2 === 1 ? 0 : refused, 'servers left out (their client did not fit)');
       assert.equal(d.leftNoPeer, 0, 'left: no peer');
-      assert.deepEqual(map, { sockets: 2 * joined, paired: joined, alone: 0 }, 'every socket in the map has its peer there');
+      assert.deepEqual(
+        map,
+        { sockets: 2 * joined, paired: joined, alone: 0 },
+        'every socket in the map has its peer there',
+      );
       // Pings of the joined pairs are redirected; those of the others go by TCP, without sk_msg on the joined-then-unjoined clients.
       assert.equal(d.messagesRedirected, 2 * joined, 'messages redirected');
       assert.equal(d.stickyTcp, 0, 'no socket missed a peer it believed in');
@@ -113,7 +136,16 @@ test('a full sockhash under concurrent connections: every byte intact, every ref
     const connections = 40;
     load({ cgroup: sb.cgroup, pinDir: sb.pinDir, maxEntries: 8 });
     const before = counters(sb);
-    const run = await integrity(sb, ['--connections', String(connections), '--bytes', '256K', '--seconds', '60', '--seed', '4']);
+    const run = await integrity(sb, [
+      '--connections',
+      String(connections),
+      '--bytes',
+      '256K',
+      '--seconds',
+      '60',
+      '--seed',
+      '4',
+    ]);
     const d = delta(before, counters(sb));
     t.diagnostic(
       `capacity 8, ${connections} concurrent connections: joined ${d.pairsJoined}, map full ${d.insertMapFull}, unjoined ${d.pairUnjoined}, ` +

@@ -32,7 +32,11 @@ test('status --watch --json: counters and rates follow traffic; SIGINT exits 0',
   if (!requirePrivileged(t)) return;
   await withSandbox('status-watch', async (sb) => {
     load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
-    const watch = sb.start(process.execPath, [CLI, 'status', '--watch', '--json', '--interval', '0.2', '--pin-dir', sb.pinDir], { cgroup: null });
+    const watch = sb.start(
+      process.execPath,
+      [CLI, 'status', '--watch', '--json', '--interval', '0.2', '--pin-dir', sb.pinDir],
+      { cgroup: null },
+    );
     await waitFor(() => parse(watch.stdout()).length >= 1, 5000);
     const first = parse(watch.stdout())[0];
     assert.equal(first?.rates, null, 'no rate before the second sample');
@@ -44,7 +48,10 @@ test('status --watch --json: counters and rates follow traffic; SIGINT exits 0',
     await server.finish();
     await waitFor(() => parse(watch.stdout()).some((l) => l.counters?.bytesRedirected === 20_000), 5000);
     const lines = parse(watch.stdout());
-    assert.ok(lines.some((l) => (l.rates?.bytesRedirected ?? 0) > 0), 'a positive byte rate while traffic ran');
+    assert.ok(
+      lines.some((l) => (l.rates?.bytesRedirected ?? 0) > 0),
+      'a positive byte rate while traffic ran',
+    );
     assert.ok(lines.every((l) => l.loaded && l.map?.maxEntries === DEFAULT_MAX_ENTRIES));
 
     watch.child.kill('SIGINT');
@@ -57,7 +64,9 @@ test('status --watch (text) stops with exit 0 when the load goes away; --interva
   if (!requirePrivileged(t)) return;
   await withSandbox('status-watch-text', async (sb) => {
     load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
-    const watch = sb.start(process.execPath, [CLI, 'status', '--watch', '--interval', '0.1', '--pin-dir', sb.pinDir], { cgroup: null });
+    const watch = sb.start(process.execPath, [CLI, 'status', '--watch', '--interval', '0.1', '--pin-dir', sb.pinDir], {
+      cgroup: null,
+    });
     await waitFor(() => /bytes redirected\s+0\s+-/.test(watch.stdout()), 5000);
     await waitFor(() => /bytes redirected\s+0\s+0\.0/.test(watch.stdout()), 5000);
     unload({ pinDir: sb.pinDir });
@@ -65,7 +74,9 @@ test('status --watch (text) stops with exit 0 when the load goes away; --interva
     assert.equal(exit.code, 0, exit.stderr);
     assert.match(exit.stdout, /sockbypass was unloaded from /);
 
-    const bad = await sb.run(process.execPath, [CLI, 'status', '--interval', '1', '--pin-dir', sb.pinDir], { cgroup: null });
+    const bad = await sb.run(process.execPath, [CLI, 'status', '--interval', '1', '--pin-dir', sb.pinDir], {
+      cgroup: null,
+    });
     assert.equal(bad.code, 2);
   });
 });

@@ -109,7 +109,9 @@ test('trace (text): one line per event; SIGINT exits 0', async (t) => {
     const port = clients.clientPorts[0];
     assert.match(
       out.find((l) => l.includes('accelerated_active')) ?? '',
-      new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3}  accelerated_active\\s+node/${clients.pid}\\s+127\\.0\\.0\\.1:${port} → 127\\.0\\.0\\.1:${server.port}  inet  netns \\d+ \\(current\\)  cookie \\d+$`),
+      new RegExp(
+        `^\\d\\d:\\d\\d:\\d\\d\\.\\d{3}  accelerated_active\\s+node/${clients.pid}\\s+127\\.0\\.0\\.1:${port} → 127\\.0\\.0\\.1:${server.port}  inet  netns \\d+ \\(current\\)  cookie \\d+$`,
+      ),
     );
     assert.equal(out.filter((l) => /  closed  /.test(l)).length, 2);
   });

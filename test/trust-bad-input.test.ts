@@ -90,8 +90,14 @@ async function check(t: TestContext, sb: Sandbox, c: Case): Promise<string[]> {
   }
   tally.checks++;
   if (wrong.length) tally.failures++;
-  const shown = c.args.map((a) => (a.length > 60 ? `${a.slice(0, 40)}…(${a.length} chars)` : a)).join(' ').replaceAll(sb.cgroup, 'CG').replaceAll(sb.pinDir, 'PD');
-  t.diagnostic(`${wrong.length ? 'WRONG' : 'ok   '} ${c.name}: sockbypass ${shown} → exit ${r.code}; ${JSON.stringify(lines.slice(0, 3).join(' ⏎ ').slice(0, 260))}${wrong.length ? ` -- ${wrong.join('; ')}` : ''}`);
+  const shown = c.args
+    .map((a) => (a.length > 60 ? `${a.slice(0, 40)}…(${a.length} chars)` : a))
+    .join(' ')
+    .replaceAll(sb.cgroup, 'CG')
+    .replaceAll(sb.pinDir, 'PD');
+  t.diagnostic(
+    `${wrong.length ? 'WRONG' : 'ok   '} ${c.name}: sockbypass ${shown} → exit ${r.code}; ${JSON.stringify(lines.slice(0, 3).join(' ⏎ ').slice(0, 260))}${wrong.length ? ` -- ${wrong.join('; ')}` : ''}`,
+  );
   return wrong.map((w) => `${c.name}: ${w}`);
 }
 
@@ -111,27 +117,97 @@ test('load: every flag with a wrong value is a usage error (exit 2) and loads no
     await withSandbox('trust-bad-load', async (sb) => {
       const w = ['--cgroup', sb.cgroup, '--pin-dir', sb.pinDir];
       await checkAll(t, sb, [
-        { name: 'negative --max-entries', args: ['load', ...w, '--max-entries', '-5'], codes: [U], message: /--max-entries/ },
-        { name: 'fractional --max-entries', args: ['load', ...w, '--max-entries', '1.5'], codes: [U], message: /--max-entries wants a whole number/ },
-        { name: 'huge --max-entries', args: ['load', ...w, '--max-entries', '99999999999'], codes: [U], message: /--max-entries must be between/ },
-        { name: 'empty --max-entries', args: ['load', ...w, '--max-entries', ''], codes: [U], message: /--max-entries/ },
-        { name: '--max-entries without a value', args: ['load', ...w, '--max-entries'], codes: [U], message: /--max-entries/ },
+        {
+          name: 'negative --max-entries',
+          args: ['load', ...w, '--max-entries', '-5'],
+          codes: [U],
+          message: /--max-entries/,
+        },
+        {
+          name: 'fractional --max-entries',
+          args: ['load', ...w, '--max-entries', '1.5'],
+          codes: [U],
+          message: /--max-entries wants a whole number/,
+        },
+        {
+          name: 'huge --max-entries',
+          args: ['load', ...w, '--max-entries', '99999999999'],
+          codes: [U],
+          message: /--max-entries must be between/,
+        },
+        {
+          name: 'empty --max-entries',
+          args: ['load', ...w, '--max-entries', ''],
+          codes: [U],
+          message: /--max-entries/,
+        },
+        {
+          name: '--max-entries without a value',
+          args: ['load', ...w, '--max-entries'],
+          codes: [U],
+          message: /--max-entries/,
+        },
         { name: 'empty --ports', args: ['load', ...w, '--ports', ''], codes: [U], message: /--ports/ },
         { name: 'port 0', args: ['load', ...w, '--ports', '0'], codes: [U], message: /port 0/ },
         { name: 'negative port', args: ['load', ...w, '--ports', '-1'], codes: [U], message: /--ports/ },
         { name: 'empty item in --ports', args: ['load', ...w, '--ports', '80,,81'], codes: [U], message: /--ports/ },
-        { name: 'more ports than the policy map holds (1024)', args: ['load', ...w, '--ports', manyPorts], codes: [U], message: /ports/ },
-        { name: '--ranges not an address', args: ['load', ...w, '--ranges', 'banana'], codes: [U], message: /not an IP address/ },
-        { name: '--ranges octet 300', args: ['load', ...w, '--ranges', '300.0.0.0/8'], codes: [U], message: /not an IP address/ },
+        {
+          name: 'more ports than the policy map holds (1024)',
+          args: ['load', ...w, '--ports', manyPorts],
+          codes: [U],
+          message: /ports/,
+        },
+        {
+          name: '--ranges not an address',
+          args: ['load', ...w, '--ranges', 'banana'],
+          codes: [U],
+          message: /not an IP address/,
+        },
+        {
+          name: '--ranges octet 300',
+          args: ['load', ...w, '--ranges', '300.0.0.0/8'],
+          codes: [U],
+          message: /not an IP address/,
+        },
         { name: '--ranges /129', args: ['load', ...w, '--ranges', '::1/129'], codes: [U], message: /prefix length/ },
         { name: 'empty --ranges', args: ['load', ...w, '--ranges', ''], codes: [U], message: /--ranges|address/ },
-        { name: 'more ranges than the policy map holds (256)', args: ['load', ...w, '--ranges', manyRanges], codes: [U], message: /ranges/ },
-        { name: '--queue-limit not a number', args: ['load', ...w, '--queue-limit', 'x'], codes: [U], message: /--queue-limit/ },
-        { name: 'negative --queue-limit', args: ['load', ...w, '--queue-limit', '-1'], codes: [U], message: /--queue-limit/ },
-        { name: 'huge --queue-limit', args: ['load', ...w, '--queue-limit', '99999999999'], codes: [U], message: /queue limit|--queue-limit/ },
-        { name: 'a value for the switch --replace', args: ['load', ...w, '--replace=yes'], codes: [U], message: /--replace/ },
+        {
+          name: 'more ranges than the policy map holds (256)',
+          args: ['load', ...w, '--ranges', manyRanges],
+          codes: [U],
+          message: /ranges/,
+        },
+        {
+          name: '--queue-limit not a number',
+          args: ['load', ...w, '--queue-limit', 'x'],
+          codes: [U],
+          message: /--queue-limit/,
+        },
+        {
+          name: 'negative --queue-limit',
+          args: ['load', ...w, '--queue-limit', '-1'],
+          codes: [U],
+          message: /--queue-limit/,
+        },
+        {
+          name: 'huge --queue-limit',
+          args: ['load', ...w, '--queue-limit', '99999999999'],
+          codes: [U],
+          message: /queue limit|--queue-limit/,
+        },
+        {
+          name: 'a value for the switch --replace',
+          args: ['load', ...w, '--replace=yes'],
+          codes: [U],
+          message: /--replace/,
+        },
         { name: 'a value for the switch --json', args: ['load', ...w, '--json=1'], codes: [U], message: /--json/ },
-        { name: '--cgroup without a value', args: ['load', '--pin-dir', sb.pinDir, '--cgroup'], codes: [U], message: /--cgroup/ },
+        {
+          name: '--cgroup without a value',
+          args: ['load', '--pin-dir', sb.pinDir, '--cgroup'],
+          codes: [U],
+          message: /--cgroup/,
+        },
         { name: 'a stray positional argument', args: ['load', ...w, 'now'], codes: [U], message: /now|argument/ },
       ]);
     });
@@ -145,25 +221,95 @@ test('unload, status, policy and run: wrong values are usage errors (exit 2) and
       load({ cgroup: sb.cgroup, pinDir: sb.pinDir, policy: { ports: [5001], ranges: null } });
       const pd = ['--pin-dir', sb.pinDir];
       await checkAll(t, sb, [
-        { name: 'status: --interval without --watch', args: ['status', ...pd, '--interval', '1'], codes: [U], message: /--interval needs --watch/ },
-        { name: 'status: --interval 0', args: ['status', ...pd, '--watch', '--interval', '0'], codes: [U], message: /--interval/ },
-        { name: 'status: --interval abc', args: ['status', ...pd, '--watch', '--interval', 'abc'], codes: [U], message: /--interval/ },
-        { name: 'status: a stray positional argument', args: ['status', ...pd, 'all'], codes: [U], message: /all|argument/ },
+        {
+          name: 'status: --interval without --watch',
+          args: ['status', ...pd, '--interval', '1'],
+          codes: [U],
+          message: /--interval needs --watch/,
+        },
+        {
+          name: 'status: --interval 0',
+          args: ['status', ...pd, '--watch', '--interval', '0'],
+          codes: [U],
+          message: /--interval/,
+        },
+        {
+          name: 'status: --interval abc',
+          args: ['status', ...pd, '--watch', '--interval', 'abc'],
+          codes: [U],
+          message: /--interval/,
+        },
+        {
+          name: 'status: a stray positional argument',
+          args: ['status', ...pd, 'all'],
+          codes: [U],
+          message: /all|argument/,
+        },
         { name: 'policy: --ports x', args: ['policy', ...pd, '--ports', 'x'], codes: [U], message: /--ports/ },
         { name: 'policy: --ports 70000', args: ['policy', ...pd, '--ports', '70000'], codes: [U], message: /70000/ },
-        { name: 'policy: --ranges /33', args: ['policy', ...pd, '--ranges', '1.2.3.4/33'], codes: [U], message: /prefix length/ },
-        { name: 'policy: --queue-limit x', args: ['policy', ...pd, '--queue-limit', 'x'], codes: [U], message: /--queue-limit/ },
-        { name: 'policy: --ports and --all-ports together', args: ['policy', ...pd, '--ports', '80', '--all-ports'], codes: [U], message: /--all-ports|--ports/ },
-        { name: 'policy: --ranges and --all-ranges together', args: ['policy', ...pd, '--ranges', '10.0.0.0/8', '--all-ranges'], codes: [U], message: /--all-ranges|--ranges/ },
-        { name: 'policy: more ports than the map holds', args: ['policy', ...pd, '--ports', manyPorts], codes: [U], message: /ports/ },
-        { name: 'policy: unknown option', args: ['policy', ...pd, '--max-entries', '5'], codes: [U], message: /--max-entries/ },
-        { name: 'run: --metrics-addr without a port', args: ['run', '--cgroup', sb.cgroup, ...pd, '--metrics-addr', 'localhost'], codes: [U], message: /--metrics-addr/ },
-        { name: 'run: --metrics-addr port 99999', args: ['run', '--cgroup', sb.cgroup, ...pd, '--metrics-addr', '127.0.0.1:99999'], codes: [U], message: /--metrics-addr/ },
-        { name: 'run: --max-entries 0', args: ['run', '--cgroup', sb.cgroup, ...pd, '--max-entries', '0'], codes: [U], message: /--max-entries/ },
+        {
+          name: 'policy: --ranges /33',
+          args: ['policy', ...pd, '--ranges', '1.2.3.4/33'],
+          codes: [U],
+          message: /prefix length/,
+        },
+        {
+          name: 'policy: --queue-limit x',
+          args: ['policy', ...pd, '--queue-limit', 'x'],
+          codes: [U],
+          message: /--queue-limit/,
+        },
+        {
+          name: 'policy: --ports and --all-ports together',
+          args: ['policy', ...pd, '--ports', '80', '--all-ports'],
+          codes: [U],
+          message: /--all-ports|--ports/,
+        },
+        {
+          name: 'policy: --ranges and --all-ranges together',
+          args: ['policy', ...pd, '--ranges', '10.0.0.0/8', '--all-ranges'],
+          codes: [U],
+          message: /--all-ranges|--ranges/,
+        },
+        {
+          name: 'policy: more ports than the map holds',
+          args: ['policy', ...pd, '--ports', manyPorts],
+          codes: [U],
+          message: /ports/,
+        },
+        {
+          name: 'policy: unknown option',
+          args: ['policy', ...pd, '--max-entries', '5'],
+          codes: [U],
+          message: /--max-entries/,
+        },
+        {
+          name: 'run: --metrics-addr without a port',
+          args: ['run', '--cgroup', sb.cgroup, ...pd, '--metrics-addr', 'localhost'],
+          codes: [U],
+          message: /--metrics-addr/,
+        },
+        {
+          name: 'run: --metrics-addr port 99999',
+          args: ['run', '--cgroup', sb.cgroup, ...pd, '--metrics-addr', '127.0.0.1:99999'],
+          codes: [U],
+          message: /--metrics-addr/,
+        },
+        {
+          name: 'run: --max-entries 0',
+          args: ['run', '--cgroup', sb.cgroup, ...pd, '--max-entries', '0'],
+          codes: [U],
+          message: /--max-entries/,
+        },
         { name: 'unload: a value for --force', args: ['unload', ...pd, '--force=1'], codes: [U], message: /--force/ },
         { name: 'unload: unknown option', args: ['unload', ...pd, '--bogus'], codes: [U], message: /--bogus/ },
         // Last: if a stray argument is ignored, this one unloads.
-        { name: 'unload: a stray positional argument', args: ['unload', ...pd, 'everything'], codes: [U], message: /everything|argument/ },
+        {
+          name: 'unload: a stray positional argument',
+          args: ['unload', ...pd, 'everything'],
+          codes: [U],
+          message: /everything|argument/,
+        },
       ]);
     });
   });
@@ -174,11 +320,33 @@ test('cgroups that are not cgroups: exit 5, and an empty --cgroup is never taken
   await tally.track(t, async () => {
     await withSandbox('trust-bad-cgroup', async (sb) => {
       const pd = ['--pin-dir', sb.pinDir];
-      const v1 = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[2] === 'cgroup')?.[1];
+      const v1 = readFileSync('/proc/mounts', 'utf8')
+        .split('\n')
+        .map((l) => l.split(' '))
+        .find((f) => f[2] === 'cgroup')?.[1];
       await checkAll(t, sb, [
-        { name: 'a file inside the cgroup2 mount', args: ['load', ...pd, '--cgroup', join(sb.cgroup, 'cgroup.procs')], codes: [EXIT.cgroupMissing], message: /is not a cgroup directory/ },
-        { name: 'a relative path that does not exist', args: ['load', ...pd, '--cgroup', 'sockbypass-no-such-cgroup'], codes: [EXIT.cgroupMissing], message: /does not exist/ },
-        ...(v1 ? [{ name: 'a cgroup v1 hierarchy', args: ['load', ...pd, '--cgroup', v1], codes: [EXIT.cgroupMissing], message: /not inside the cgroup2 mount/ }] : []),
+        {
+          name: 'a file inside the cgroup2 mount',
+          args: ['load', ...pd, '--cgroup', join(sb.cgroup, 'cgroup.procs')],
+          codes: [EXIT.cgroupMissing],
+          message: /is not a cgroup directory/,
+        },
+        {
+          name: 'a relative path that does not exist',
+          args: ['load', ...pd, '--cgroup', 'sockbypass-no-such-cgroup'],
+          codes: [EXIT.cgroupMissing],
+          message: /does not exist/,
+        },
+        ...(v1
+          ? [
+              {
+                name: 'a cgroup v1 hierarchy',
+                args: ['load', ...pd, '--cgroup', v1],
+                codes: [EXIT.cgroupMissing],
+                message: /not inside the cgroup2 mount/,
+              },
+            ]
+          : []),
       ]);
       // Not run through the CLI: if this resolved to the mount's root, the CLI would attach host-wide.
       let resolved: string | undefined;
@@ -189,9 +357,15 @@ test('cgroups that are not cgroups: exit 5, and an empty --cgroup is never taken
         threw = err;
       }
       tally.checks++;
-      t.diagnostic(`--cgroup '' resolves to ${resolved === undefined ? `an error (${String(threw)})` : JSON.stringify(resolved)}${resolved === cgroup2Mount() ? ' -- the cgroup2 ROOT: every process on the host' : ''}`);
+      t.diagnostic(
+        `--cgroup '' resolves to ${resolved === undefined ? `an error (${String(threw)})` : JSON.stringify(resolved)}${resolved === cgroup2Mount() ? ' -- the cgroup2 ROOT: every process on the host' : ''}`,
+      );
       if (resolved !== undefined) tally.failures++;
-      assert.equal(resolved, undefined, `an empty --cgroup must be refused (exit 5), but it resolves to ${resolved} (the whole host)`);
+      assert.equal(
+        resolved,
+        undefined,
+        `an empty --cgroup must be refused (exit 5), but it resolves to ${resolved} (the whole host)`,
+      );
     });
   });
 });
@@ -201,11 +375,22 @@ test('an unwritable (read-only) cgroup2 mount: load either works or fails cleanl
   await tally.track(t, async () => {
     await withSandbox('trust-ro-cgroup', async (sb) => {
       const mount = cgroup2Mount();
-      const wrap = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `mount -o remount,bind,ro ${mount} && exec "$@"`, 'sh'];
+      const wrap = [
+        'unshare',
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        `mount -o remount,bind,ro ${mount} && exec "$@"`,
+        'sh',
+      ];
       const r = await cli(sb, ['load', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir], wrap);
       tally.checks++;
       const attached = bpftoolCgroupAttachments(sb.cgroup.split('/').pop() as string);
-      t.diagnostic(`read-only cgroup2 mount: exit ${r.code}, ${JSON.stringify((r.stdout + r.stderr).trim().slice(0, 200))}; attachments now: ${attached.length}`);
+      t.diagnostic(
+        `read-only cgroup2 mount: exit ${r.code}, ${JSON.stringify((r.stdout + r.stderr).trim().slice(0, 200))}; attachments now: ${attached.length}`,
+      );
       if (r.code === 0) {
         assert.equal(pinState(sb.pinDir), 'complete', 'a load that says it succeeded is pinned');
         assert.equal(attached.length, 1, 'and attached (attaching needs no write to the cgroup directory)');
@@ -233,16 +418,48 @@ test('pin folders: a missing parent, and ordinary directories, are refused witho
       for (const f of files) writeFileSync(f, `user data in ${f}\n`);
       const deep = join(sb.pinDir, 'missing', 'parent');
       await checkAll(t, sb, [
-        { name: 'load: pin folder whose parent is missing', args: ['load', '--cgroup', sb.cgroup, '--pin-dir', deep], codes: [EXIT.bpffsUnavailable, U], message: /missing|exist|parent|pin/, extraPinDirs: [deep] },
-        { name: 'unload: an ordinary directory with files named like pins', args: ['unload', '--pin-dir', dir], codes: [EXIT.bpffsUnavailable], message: /BPF filesystem|bpffs/, files },
-        { name: 'unload --force: an ordinary directory with files named like pins', args: ['unload', '--force', '--pin-dir', dir], codes: [EXIT.bpffsUnavailable], message: /BPF filesystem|bpffs/, files },
-        { name: 'status: an ordinary directory', args: ['status', '--pin-dir', dir], codes: [EXIT.bpffsUnavailable], message: /BPF filesystem|bpffs/, files },
-        { name: 'policy: an ordinary directory', args: ['policy', '--pin-dir', dir, '--ports', '80'], codes: [EXIT.bpffsUnavailable, EXIT.notLoaded], message: /BPF filesystem|bpffs|not loaded/, files },
+        {
+          name: 'load: pin folder whose parent is missing',
+          args: ['load', '--cgroup', sb.cgroup, '--pin-dir', deep],
+          codes: [EXIT.bpffsUnavailable, U],
+          message: /missing|exist|parent|pin/,
+          extraPinDirs: [deep],
+        },
+        {
+          name: 'unload: an ordinary directory with files named like pins',
+          args: ['unload', '--pin-dir', dir],
+          codes: [EXIT.bpffsUnavailable],
+          message: /BPF filesystem|bpffs/,
+          files,
+        },
+        {
+          name: 'unload --force: an ordinary directory with files named like pins',
+          args: ['unload', '--force', '--pin-dir', dir],
+          codes: [EXIT.bpffsUnavailable],
+          message: /BPF filesystem|bpffs/,
+          files,
+        },
+        {
+          name: 'status: an ordinary directory',
+          args: ['status', '--pin-dir', dir],
+          codes: [EXIT.bpffsUnavailable],
+          message: /BPF filesystem|bpffs/,
+          files,
+        },
+        {
+          name: 'policy: an ordinary directory',
+          args: ['policy', '--pin-dir', dir, '--ports', '80'],
+          codes: [EXIT.bpffsUnavailable, EXIT.notLoaded],
+          message: /BPF filesystem|bpffs|not loaded/,
+          files,
+        },
       ]);
       // An empty ordinary directory is not ours to delete either.
       const r = await cli(sb, ['unload', '--pin-dir', empty]);
       tally.checks++;
-      t.diagnostic(`unload --pin-dir EMPTY-ORDINARY-DIR: exit ${r.code}; ${JSON.stringify((r.stdout + r.stderr).trim())}; the directory ${existsSync(empty) ? 'is still there' : 'was DELETED'}`);
+      t.diagnostic(
+        `unload --pin-dir EMPTY-ORDINARY-DIR: exit ${r.code}; ${JSON.stringify((r.stdout + r.stderr).trim())}; the directory ${existsSync(empty) ? 'is still there' : 'was DELETED'}`,
+      );
       if (!existsSync(empty)) tally.failures++;
       assert.ok(existsSync(empty), 'unload deleted an empty directory that is not a pin folder');
     });
@@ -253,11 +470,35 @@ test('bpffs missing (private mount namespace without /sys/fs/bpf): a clean exit 
   if (!requirePrivileged(t)) return;
   await tally.track(t, async () => {
     await withSandbox('trust-nobpffs', async (sb) => {
-      const umount = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'umount -l /sys/fs/bpf && exec "$@"', 'sh'];
+      const umount = [
+        'unshare',
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        'umount -l /sys/fs/bpf && exec "$@"',
+        'sh',
+      ];
       // Without CAP_SYS_ADMIN the bpffs cannot be mounted again: exit 10.
-      const noMount = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'umount -l /sys/fs/bpf && exec setpriv --bounding-set -sys_admin --inh-caps -sys_admin "$@"', 'sh'];
+      const noMount = [
+        'unshare',
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        'umount -l /sys/fs/bpf && exec setpriv --bounding-set -sys_admin --inh-caps -sys_admin "$@"',
+        'sh',
+      ];
       await checkAll(t, sb, [
-        { name: 'load, bpffs missing and not mountable', args: ['load', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir], codes: [EXIT.bpffsUnavailable], message: /no BPF filesystem/, wrap: noMount },
+        {
+          name: 'load, bpffs missing and not mountable',
+          args: ['load', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir],
+          codes: [EXIT.bpffsUnavailable],
+          message: /no BPF filesystem/,
+          wrap: noMount,
+        },
       ]);
       // Mountable: load mounts bpffs inside the private namespace, which dies with the command.
       const r = await cli(sb, ['load', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir], umount);
@@ -269,7 +510,10 @@ test('bpffs missing (private mount namespace without /sys/fs/bpf): a clean exit 
         `load with /sys/fs/bpf unmounted in a private mount namespace: exit ${r.code}, ${JSON.stringify((r.stdout + r.stderr).trim().slice(0, 220))}; ` +
           `afterwards: ${attached.length} attachment(s), pins ${pinState(sb.pinDir)}${vanished ? ' -- it said "loaded", but the load vanished with the namespace' : ''}`,
       );
-      assert.ok(!vanished, 'load reported success, but nothing is attached once the command exited (its bpffs mount died with its mount namespace)');
+      assert.ok(
+        !vanished,
+        'load reported success, but nothing is attached once the command exited (its bpffs mount died with its mount namespace)',
+      );
       if (r.code !== 0) {
         assert.equal(r.code, EXIT.bpffsUnavailable);
         assert.equal(r.stderr.trim().split('\n').length, 2);
@@ -298,17 +542,32 @@ test('corrupt objects: a truncated object, a non-ELF file, a directory, a non-BP
       // A corrupt object is either; what matters is one message, one fix line, nothing loaded.
       const bad = [EXIT.objectMissing, EXIT.failure];
       await checkAll(t, sb, [
-        { name: 'truncated copy of build/sockbypass.bpf.o', args: ['load', ...w, '--object', truncated], codes: bad, message: /truncated\.bpf\.o/ },
+        {
+          name: 'truncated copy of build/sockbypass.bpf.o',
+          args: ['load', ...w, '--object', truncated],
+          codes: bad,
+          message: /truncated\.bpf\.o/,
+        },
         { name: 'a text file', args: ['load', ...w, '--object', text], codes: bad, message: /text\.bpf\.o/ },
         { name: 'an empty file', args: ['load', ...w, '--object', emptyFile], codes: bad, message: /empty\.bpf\.o/ },
         { name: 'a directory', args: ['load', ...w, '--object', dir], codes: bad, message: /sockbypass-obj-/ },
         { name: 'an ELF executable, not BPF', args: ['load', ...w, '--object', elf], codes: bad, message: /sbload/ },
-        { name: 'a BPF object without our maps (build/layout.bpf.o)', args: ['load', ...w, '--object', join(BUILD_DIR, 'layout.bpf.o')], codes: bad, message: /layout\.bpf\.o/ },
+        {
+          name: 'a BPF object without our maps (build/layout.bpf.o)',
+          args: ['load', ...w, '--object', join(BUILD_DIR, 'layout.bpf.o')],
+          codes: bad,
+          message: /layout\.bpf\.o/,
+        },
       ]);
       // --replace with a corrupt object must leave the running load untouched.
       load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
       await checkAll(t, sb, [
-        { name: 'load --replace with a truncated object', args: ['load', ...w, '--replace', '--object', truncated], codes: bad, message: /truncated\.bpf\.o/ },
+        {
+          name: 'load --replace with a truncated object',
+          args: ['load', ...w, '--replace', '--object', truncated],
+          codes: bad,
+          message: /truncated\.bpf\.o/,
+        },
       ]);
     });
   });
@@ -330,8 +589,22 @@ test('another instance: a second load into the same cgroup or a child of it is r
         removeCgroup(child);
       });
       await checkAll(t, sb, [
-        { name: 'a second load into the same cgroup, other pin folder', args: ['load', '--cgroup', sb.cgroup, '--pin-dir', otherPins], codes: [EXIT.otherVersionLoaded], message: /already|another|loaded/, extraPinDirs: [otherPins], after: removeSecond },
-        { name: 'a second load into a child cgroup', args: ['load', '--cgroup', child, '--pin-dir', otherPins], codes: [EXIT.otherVersionLoaded], message: /already|another|loaded/, extraPinDirs: [otherPins], after: removeSecond },
+        {
+          name: 'a second load into the same cgroup, other pin folder',
+          args: ['load', '--cgroup', sb.cgroup, '--pin-dir', otherPins],
+          codes: [EXIT.otherVersionLoaded],
+          message: /already|another|loaded/,
+          extraPinDirs: [otherPins],
+          after: removeSecond,
+        },
+        {
+          name: 'a second load into a child cgroup',
+          args: ['load', '--cgroup', child, '--pin-dir', otherPins],
+          codes: [EXIT.otherVersionLoaded],
+          message: /already|another|loaded/,
+          extraPinDirs: [otherPins],
+          after: removeSecond,
+        },
       ]);
       // Another layout version at the pin folder.
       withPinnedState(sb.pinDir, (s) => {
@@ -339,9 +612,24 @@ test('another instance: a second load into the same cgroup or a child of it is r
         s.maps.settings.update(Buffer.alloc(4), settingsCodec.encode({ ...v, layoutVersion: 999 }));
       });
       await checkAll(t, sb, [
-        { name: 'load --replace over another layout version', args: ['load', '--replace', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir], codes: [EXIT.otherVersionLoaded], message: /different sockbypass version/ },
-        { name: 'policy against another layout version', args: ['policy', '--pin-dir', sb.pinDir, '--ports', '80'], codes: [EXIT.otherVersionLoaded], message: /different sockbypass version/ },
-        { name: 'run against another layout version', args: ['run', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir, '--metrics-addr', '127.0.0.1:0'], codes: [EXIT.otherVersionLoaded], message: /different sockbypass version/ },
+        {
+          name: 'load --replace over another layout version',
+          args: ['load', '--replace', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir],
+          codes: [EXIT.otherVersionLoaded],
+          message: /different sockbypass version/,
+        },
+        {
+          name: 'policy against another layout version',
+          args: ['policy', '--pin-dir', sb.pinDir, '--ports', '80'],
+          codes: [EXIT.otherVersionLoaded],
+          message: /different sockbypass version/,
+        },
+        {
+          name: 'run against another layout version',
+          args: ['run', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir, '--metrics-addr', '127.0.0.1:0'],
+          codes: [EXIT.otherVersionLoaded],
+          message: /different sockbypass version/,
+        },
       ]);
     });
   });

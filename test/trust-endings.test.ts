@@ -65,7 +65,11 @@ function verified(s: Scenario): number {
  * Run `only` without and with the bypass (tcp4 and tcp6), print both and the
  * differences, and return the loaded runs' scenarios by name and family.
  */
-async function compare(t: TestContext, label: string, only: string[]): Promise<{ plain: Map<string, Scenario>; bypass: Map<string, Scenario> }> {
+async function compare(
+  t: TestContext,
+  label: string,
+  only: string[],
+): Promise<{ plain: Map<string, Scenario>; bypass: Map<string, Scenario> }> {
   const plain = new Map<string, Scenario>();
   const bypass = new Map<string, Scenario>();
   await withSandbox(`trust-end-${label}`, async (sb) => {
@@ -79,8 +83,13 @@ async function compare(t: TestContext, label: string, only: string[]): Promise<{
     }
     const d = delta(before, counters(sb));
     unload({ pinDir: sb.pinDir });
-    t.diagnostic(`${label}, bypass loaded: ${d.socketsInserted} sockets accelerated, ${d.bytesRedirected} bytes redirected, ${d.bytesPassed} passed to TCP, insert exists ${d.insertExists}`);
-    assert.ok(d.socketsInserted >= 2 * only.length, `${label}: the scenarios' connections were accelerated (${d.socketsInserted} sockets)`);
+    t.diagnostic(
+      `${label}, bypass loaded: ${d.socketsInserted} sockets accelerated, ${d.bytesRedirected} bytes redirected, ${d.bytesPassed} passed to TCP, insert exists ${d.insertExists}`,
+    );
+    assert.ok(
+      d.socketsInserted >= 2 * only.length,
+      `${label}: the scenarios' connections were accelerated (${d.socketsInserted} sockets)`,
+    );
     assert.ok(d.bytesRedirected > 0, `${label}: bytes were redirected`);
   });
   for (const [key, b] of bypass) {
@@ -89,7 +98,9 @@ async function compare(t: TestContext, label: string, only: string[]): Promise<{
     tally.bytesVerified += verified(b);
     if (!b.ok) tally.failures++;
     const same = fields(p) === fields(b);
-    t.diagnostic(`${key}: plain ${p.ok ? 'ok' : 'FAIL'} ${fields(p)} | bypass ${b.ok ? 'ok' : 'FAIL'} ${same ? '(same)' : fields(b)}`);
+    t.diagnostic(
+      `${key}: plain ${p.ok ? 'ok' : 'FAIL'} ${fields(p)} | bypass ${b.ok ? 'ok' : 'FAIL'} ${same ? '(same)' : fields(b)}`,
+    );
   }
   // The plain runs are the reference: if the kernel itself does not pass, the scenario is wrong.
   for (const [key, p] of plain) assert.ok(p.ok, `reference run without the bypass failed ${key}: ${fields(p)}`);
@@ -116,7 +127,9 @@ test('endings: shutdown(SHUT_WR) gives EOF after all data; RST and close with un
       const p = plain.get(`close_unread/${family}`);
       const b = bypass.get(`close_unread/${family}`);
       if (p && b && p.end !== b.end) {
-        t.diagnostic(`note: close() with unread data: the peer sees ${String(p.end)} on plain TCP but ${String(b.end)} with the bypass (${family})`);
+        t.diagnostic(
+          `note: close() with unread data: the peer sees ${String(p.end)} on plain TCP but ${String(b.end)} with the bypass (${family})`,
+        );
       }
     }
   });
@@ -148,8 +161,11 @@ test('a new connection on the 4-tuple of an old one, whose owner still holds the
     // gracefully and loopback's TIME_WAIT reuse (net.ipv4.tcp_tw_reuse=2) frees it after 1 s.
     // In both the old socket is still open, in TCP_CLOSE, and (since Linux 6.5) still in the sockhash.
     const { bypass } = await compare(t, 'reuse', ['reuse_rst', 'reuse_tw']);
-    expectOk(bypass, ['reuse_rst', 'reuse_tw'], (s) =>
-      `the new server's ${4096} bytes reached the new client: ${String(s.toNewClient)}; the old socket holds ${String(s.oldSocketHolds)} (it had 1000): ${fields(s)}`,
+    expectOk(
+      bypass,
+      ['reuse_rst', 'reuse_tw'],
+      (s) =>
+        `the new server's ${4096} bytes reached the new client: ${String(s.toNewClient)}; the old socket holds ${String(s.oldSocketHolds)} (it had 1000): ${fields(s)}`,
     );
   });
 });

@@ -12,11 +12,21 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { requirePrivileged } from './support/privileged.js';
 import { freePort, withSandbox, type Sandbox, type Finished } from './support/sandbox.js';
-import { waitForLine } from './support/witness.js';
 import { load } from '../src/core/load.js';
 import { status } from '../src/core/status.js';
 import { pinState } from '../src/core/pins.js';
-import { CLI, LONG, Tally, assertIntact, counters, delta, fmtBytes, integrity, startIntegrity, type SbloadRun } from './support/trust.js';
+import {
+  CLI,
+  LONG,
+  Tally,
+  assertIntact,
+  counters,
+  delta,
+  fmtBytes,
+  integrity,
+  startIntegrity,
+  type SbloadRun,
+} from './support/trust.js';
 
 const tally = new Tally('trust-faults');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -32,16 +42,26 @@ interface Workload {
 }
 
 function startWorkload(sb: Sandbox, seed: number): Workload {
-  const long = startIntegrity(sb, ['--connections', String(LONG_CONNS), '--bytes', LONG_BYTES, '--seconds', '150', '--seed', String(seed)], {
-    timeoutMs: 180_000,
-  });
+  const long = startIntegrity(
+    sb,
+    ['--connections', String(LONG_CONNS), '--bytes', LONG_BYTES, '--seconds', '150', '--seed', String(seed)],
+    {
+      timeoutMs: 180_000,
+    },
+  );
   let done = false;
   const longResult = long.result.finally(() => (done = true));
   const churn = (async () => {
     const runs: SbloadRun[] = [];
     for (let i = 0; !done; i++) {
       const early = i % 3 === 1 ? ['--early-data'] : i % 3 === 2 ? ['--server-first'] : [];
-      runs.push(await integrity(sb, ['--connections', '30', '--bytes', '1M', '--seconds', '60', '--seed', String(seed * 1000 + i), ...early], { timeoutMs: 90_000 }));
+      runs.push(
+        await integrity(
+          sb,
+          ['--connections', '30', '--bytes', '1M', '--seconds', '60', '--seed', String(seed * 1000 + i), ...early],
+          { timeoutMs: 90_000 },
+        ),
+      );
     }
     return runs;
   })();
@@ -59,13 +79,16 @@ function checkWorkload(t: TestContext, name: string, w: { long: SbloadRun; churn
   for (const r of w.churn) tally.run(r);
   const churnFailures = w.churn.reduce((n, r) => n + r.json.failures, 0);
   // An sbload that died (its watchdog, a signal) prints only {"error": ...}: say so, then assertIntact fails on it.
-  const took = typeof w.long.json.seconds === 'number' ? `${w.long.json.seconds.toFixed(1)} s` : `? s (sbload: ${w.long.json.error ?? `exit ${w.long.code}`})`;
+  const took =
+    typeof w.long.json.seconds === 'number'
+      ? `${w.long.json.seconds.toFixed(1)} s`
+      : `? s (sbload: ${w.long.json.error ?? `exit ${w.long.code}`})`;
   t.diagnostic(
     `${name}: long run ${w.long.json.connections} connections × ${LONG_BYTES} each way, ${fmtBytes(w.long.json.bytesVerified)} verified in ${took}, ` +
       `${w.long.json.failures} failures; churn ${w.churn.length} runs × 30 connections, ${fmtBytes(w.churn.reduce((n, r) => n + r.json.bytesVerified, 0))} verified, ${churnFailures} failures`,
   );
   assertIntact(w.long, `${name}: long run`);
-  w.churn.forEach((r, i) => assertIntact(r, `${name}: churn run ${i}`));
+  for (const [i, r] of w.churn.entries()) assertIntact(r, `${name}: churn run ${i}`);
 }
 
 async function cli(sb: Sandbox, args: string[]): Promise<Finished> {
@@ -103,7 +126,9 @@ test('load and unload toggled mid-stream (CLI): no byte lost', async (t) => {
         await sleep(400);
       }
       const result = await w.finish();
-      t.diagnostic(`${toggles} load/unload toggles while the workload ran; redirected before the first toggle: ${fmtBytes(mid.bytesRedirected)}; at each unload: ${redirectedBefore.map(fmtBytes).join(', ')}`);
+      t.diagnostic(
+        `${toggles} load/unload toggles while the workload ran; redirected before the first toggle: ${fmtBytes(mid.bytesRedirected)}; at each unload: ${redirectedBefore.map(fmtBytes).join(', ')}`,
+      );
       assert.ok(toggles >= 4, `only ${toggles} toggles happened before the workload ended`);
       assert.ok(mid.bytesRedirected > 0, 'the workload was being redirected before the faults');
       checkWorkload(t, 'load/unload toggles', result);
@@ -148,7 +173,16 @@ test('SIGKILL of the run agent mid-stream: the load survives, a new agent adopts
   await tally.track(t, async () => {
     await withSandbox('trust-agent', async (sb) => {
       const metricsPort = await freePort();
-      const agentArgs = [CLI, 'run', '--cgroup', sb.cgroup, '--pin-dir', sb.pinDir, '--metrics-addr', `127.0.0.1:${metricsPort}`];
+      const agentArgs = [
+        CLI,
+        'run',
+        '--cgroup',
+        sb.cgroup,
+        '--pin-dir',
+        sb.pinDir,
+        '--metrics-addr',
+        `127.0.0.1:${metricsPort}`,
+      ];
       const first = sb.start(process.execPath, agentArgs, { cgroup: null });
       await waitFor(() => /serving http/.test(first.stderr()), first, 20_000);
       assert.match(first.stderr(), /sockbypass run: loaded: cgroup/);
@@ -190,7 +224,11 @@ test('SIGKILL of the run agent mid-stream: the load survives, a new agent adopts
   });
 });
 
-async function waitFor(cond: () => boolean, p: { child: { exitCode: number | null }; stderr(): string }, timeoutMs: number): Promise<void> {
+async function waitFor(
+  cond: () => boolean,
+  p: { child: { exitCode: number | null }; stderr(): string },
+  timeoutMs: number,
+): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
     if (p.child.exitCode !== null) throw new Error(`agent exited ${p.child.exitCode}: ${p.stderr()}`);
@@ -217,7 +255,7 @@ test('map full: 8 entries, 20 connections -- the extra ones fall back to TCP and
         `map of 8, 2 × 20 concurrent connections: inserted ${d.socketsInserted}, map full ${d.insertMapFull}, exists ${d.insertExists}, other ${d.insertOther}; ` +
           `redirected ${fmtBytes(d.bytesRedirected)}, passed to TCP ${fmtBytes(d.bytesPassed)}; failures ${runs.map((r) => r.json.failures).join(', ')}`,
       );
-      runs.forEach((r, i) => assertIntact(r, `map full run ${i}`));
+      for (const [i, r] of runs.entries()) assertIntact(r, `map full run ${i}`);
       assert.ok(d.insertMapFull > 0, 'some sockets found the map full');
       assert.ok(d.socketsInserted > 0, 'the map did fill');
       assert.ok(d.socketsInserted < 80, 'not every socket was accelerated: the extra ones went by TCP');

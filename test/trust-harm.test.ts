@@ -42,11 +42,15 @@ async function run(t: TestContext, sb: Sandbox, where: Where, label: string, byt
   const ready = join(dir, 'ready');
   const common = ['--connections', String(connections), '--bytes', bytes, '--seconds', '60', '--seed', '11'];
   const before = counters(sb);
-  const server = startIntegrity(sb, ['--role', 'server', '--listen', `${where.address}:0`, '--ready-file', ready, ...common], {
-    timeoutMs: 90_000,
-    ...(where.serverNetns ? { netns: where.serverNetns } : {}),
-    ...(where.serverInside ? {} : { cgroup: null }),
-  });
+  const server = startIntegrity(
+    sb,
+    ['--role', 'server', '--listen', `${where.address}:0`, '--ready-file', ready, ...common],
+    {
+      timeoutMs: 90_000,
+      ...(where.serverNetns ? { netns: where.serverNetns } : {}),
+      ...(where.serverInside ? {} : { cgroup: null }),
+    },
+  );
   const port = await readyPort(ready, server.proc);
   const client = startIntegrity(sb, ['--role', 'client', '--connect', `${where.address}:${port}`, ...common], {
     timeoutMs: 90_000,
@@ -57,7 +61,10 @@ async function run(t: TestContext, sb: Sandbox, where: Where, label: string, byt
   let done = false;
   void Promise.allSettled([server.result, client.result]).then(() => (done = true));
   while (!done) {
-    maxInMap = Math.max(maxInMap, withPinnedState(sb.pinDir, (s) => s.maps.sock_hash.count()));
+    maxInMap = Math.max(
+      maxInMap,
+      withPinnedState(sb.pinDir, (s) => s.maps.sock_hash.count()),
+    );
     await new Promise((r) => setTimeout(r, 5));
   }
   const [srv, cli] = [await server.result, await client.result];
@@ -79,7 +86,11 @@ async function assertLeftAlone(t: TestContext, sb: Sandbox, where: Where, label:
   const { d, maxInMap } = await run(t, sb, where, label);
   assert.equal(maxInMap, 0, `${label}: no socket ever entered the sockhash`);
   assert.equal(d.socketsInserted, 0, `${label}: nothing inserted`);
-  assert.equal(d.redirectMisses + d.messagesRedirected + d.flowMessages, 0, `${label}: sk_msg never ran on these sends`);
+  assert.equal(
+    d.redirectMisses + d.messagesRedirected + d.flowMessages,
+    0,
+    `${label}: sk_msg never ran on these sends`,
+  );
   assert.equal(d.leftNoPeer, CONNECTIONS, `${label}: the end inside the cgroup counted each connection as left alone`);
 }
 
@@ -88,9 +99,24 @@ test('loopback: a client in the cgroup talking to a server outside it, and the r
   await tally.track(t, async () => {
     await withSandbox('trust-harm-lo', async (sb) => {
       load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
-      await assertLeftAlone(t, sb, { address: '127.0.0.1', serverInside: false, clientInside: true }, 'loopback, client inside');
-      await assertLeftAlone(t, sb, { address: '127.0.0.1', serverInside: true, clientInside: false }, 'loopback, server inside');
-      await assertLeftAlone(t, sb, { address: '[::1]', serverInside: false, clientInside: true }, 'loopback ::1, client inside');
+      await assertLeftAlone(
+        t,
+        sb,
+        { address: '127.0.0.1', serverInside: false, clientInside: true },
+        'loopback, client inside',
+      );
+      await assertLeftAlone(
+        t,
+        sb,
+        { address: '127.0.0.1', serverInside: true, clientInside: false },
+        'loopback, server inside',
+      );
+      await assertLeftAlone(
+        t,
+        sb,
+        { address: '[::1]', serverInside: false, clientInside: true },
+        'loopback ::1, client inside',
+      );
     });
   });
 });
@@ -103,11 +129,25 @@ test('veth: a peer in another namespace outside the cgroup (another host, as far
       const b = createNetns(sb, 'harm-b');
       createVeth(sb, a, b, '198.18.1.1/24', '198.18.1.2/24');
       load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
-      await assertLeftAlone(t, sb, { address: '198.18.1.1', serverNetns: a, clientNetns: b, serverInside: false, clientInside: true }, 'veth, client inside');
-      await assertLeftAlone(t, sb, { address: '198.18.1.1', serverNetns: a, clientNetns: b, serverInside: true, clientInside: false }, 'veth, server inside');
+      await assertLeftAlone(
+        t,
+        sb,
+        { address: '198.18.1.1', serverNetns: a, clientNetns: b, serverInside: false, clientInside: true },
+        'veth, client inside',
+      );
+      await assertLeftAlone(
+        t,
+        sb,
+        { address: '198.18.1.1', serverNetns: a, clientNetns: b, serverInside: true, clientInside: false },
+        'veth, server inside',
+      );
     });
     assert.deepEqual(strayVeths(), [], 'no veth left behind');
-    assert.deepEqual(netnsNames().filter((n) => n.startsWith('sbt-') && n.includes(`-${process.pid}-`)), [], 'no namespace left behind');
+    assert.deepEqual(
+      netnsNames().filter((n) => n.startsWith('sbt-') && n.includes(`-${process.pid}-`)),
+      [],
+      'no namespace left behind',
+    );
   });
 });
 
@@ -122,7 +162,10 @@ test('early data: both ends write the moment the connection exists; every byte a
       // sbload integrity: each end starts writing as soon as connect()/accept() returns.
       for (const [label, where] of [
         ['early data, loopback', { address: '127.0.0.1', serverInside: true, clientInside: true }],
-        ['early data, veth', { address: '198.18.2.1', serverNetns: a, clientNetns: b, serverInside: true, clientInside: true }],
+        [
+          'early data, veth',
+          { address: '198.18.2.1', serverNetns: a, clientNetns: b, serverInside: true, clientInside: true },
+        ],
       ] as const) {
         const { d } = await run(t, sb, where, label, '256K', 200);
         assert.equal(d.pairsJoined, 200, `${label}: every connection paired`);

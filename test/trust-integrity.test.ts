@@ -39,9 +39,24 @@ async function accelerated(
   await withSandbox(`trust-int-${family}`, async (sb) => {
     load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
     const before = counters(sb);
-    const run = await integrity(sb, ['--family', family, '--connections', String(connections), '--bytes', bytes, '--seconds', String(deadlineS), '--seed', '11'], {
-      timeoutMs: (deadlineS + 30) * 1000,
-    });
+    const run = await integrity(
+      sb,
+      [
+        '--family',
+        family,
+        '--connections',
+        String(connections),
+        '--bytes',
+        bytes,
+        '--seconds',
+        String(deadlineS),
+        '--seed',
+        '11',
+      ],
+      {
+        timeoutMs: (deadlineS + 30) * 1000,
+      },
+    );
     tally.run(run);
     const d = delta(before, counters(sb));
     const payload = connections * bytesPerConn * 2;
@@ -62,10 +77,16 @@ async function accelerated(
     if (mayFlowToTcp) {
       // Every byte went through the bypass: redirected, or sent by TCP after flow control switched
       // the socket (its receiver's queue, or the host's TCP memory, was over its limit).
-      assert.ok(d.bytesRedirected + d.flowBytes >= payload * 0.9, `${name}: only ${fmtBytes(d.bytesRedirected + d.flowBytes)} of ${fmtBytes(payload)} handled by the bypass`);
+      assert.ok(
+        d.bytesRedirected + d.flowBytes >= payload * 0.9,
+        `${name}: only ${fmtBytes(d.bytesRedirected + d.flowBytes)} of ${fmtBytes(payload)} handled by the bypass`,
+      );
       assert.equal(d.bytesPassed, 0, `${name}: no send missed its peer`);
     } else {
-      assert.ok(d.bytesRedirected >= payload / 2, `${name}: only ${fmtBytes(d.bytesRedirected)} of ${fmtBytes(payload)} redirected`);
+      assert.ok(
+        d.bytesRedirected >= payload / 2,
+        `${name}: only ${fmtBytes(d.bytesRedirected)} of ${fmtBytes(payload)} redirected`,
+      );
     }
   });
 }
@@ -111,9 +132,13 @@ test('switches forced often (64 KiB queue limit): senders leave the redirect for
       load({ cgroup: sb.cgroup, pinDir: sb.pinDir, policy: { ports: null, ranges: null, queueLimit: 64 * 1024 } });
       const connections = LONG ? 500 : 100;
       const before = counters(sb);
-      const run = await integrity(sb, ['--family', 'tcp4', '--connections', String(connections), '--bytes', '4M', '--seconds', '90', '--seed', '23'], {
-        timeoutMs: 120_000,
-      });
+      const run = await integrity(
+        sb,
+        ['--family', 'tcp4', '--connections', String(connections), '--bytes', '4M', '--seconds', '90', '--seed', '23'],
+        {
+          timeoutMs: 120_000,
+        },
+      );
       tally.run(run);
       const d = delta(before, counters(sb));
       const payload = connections * 4 * 1024 * 1024 * 2;
@@ -125,7 +150,10 @@ test('switches forced often (64 KiB queue limit): senders leave the redirect for
       assertIntact(run, 'forced switches');
       assert.equal(d.bytesPassed, 0, 'no send missed its peer');
       // Without the way back each of the 2 × connections sockets could switch once at most, and stay on TCP.
-      assert.ok(d.flowToTcp > 2 * connections, `switched more often than there are sockets: ${d.flowToTcp} switches, ${2 * connections} sockets`);
+      assert.ok(
+        d.flowToTcp > 2 * connections,
+        `switched more often than there are sockets: ${d.flowToTcp} switches, ${2 * connections} sockets`,
+      );
       assert.ok(d.flowReturns > 0, `came back: ${d.flowReturns} returns for ${d.flowToTcp} switches`);
     });
   });

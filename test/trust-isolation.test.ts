@@ -67,36 +67,71 @@ async function twoNamespaces(
 ): Promise<{ sides: Side[]; ms: number }> {
   const dir = tmp(sb);
   const namespaces = [createNetns(sb, 'iso-a'), createNetns(sb, 'iso-b')];
-  const common = (seed: number) => ['--connections', String(opts.connections), '--bytes', opts.bytes, '--seconds', String(opts.seconds), '--seed', String(seed)];
+  const common = (seed: number) => [
+    '--connections',
+    String(opts.connections),
+    '--bytes',
+    opts.bytes,
+    '--seconds',
+    String(opts.seconds),
+    '--seed',
+    String(seed),
+  ];
   const timeoutMs = (opts.seconds + 20) * 1000;
   const servers = namespaces.map((ns, i) => {
     const ready = join(dir, `ready-${i}`);
-    const s = startIntegrity(sb, ['--role', 'server', '--listen', `127.0.0.1:${SERVER_PORT}`, '--ready-file', ready, ...common(100 + i)], {
-      netns: ns,
-      timeoutMs,
-      ...(opts.firstServerOutside && i === 0 ? { cgroup: null } : {}),
-    });
+    const s = startIntegrity(
+      sb,
+      ['--role', 'server', '--listen', `127.0.0.1:${SERVER_PORT}`, '--ready-file', ready, ...common(100 + i)],
+      {
+        netns: ns,
+        timeoutMs,
+        ...(opts.firstServerOutside && i === 0 ? { cgroup: null } : {}),
+      },
+    );
     return { ...s, ready };
   });
   for (const s of servers) assert.equal(await readyPort(s.ready, s.proc), SERVER_PORT);
   const t0 = Date.now();
   const clients = namespaces.map((ns, i) =>
-    startIntegrity(sb, ['--role', 'client', '--connect', `127.0.0.1:${SERVER_PORT}`, '--bind', `127.0.0.1:${CLIENT_PORT_BASE}`, ...common(100 + i)], {
-      netns: ns,
-      timeoutMs,
-    }),
+    startIntegrity(
+      sb,
+      [
+        '--role',
+        'client',
+        '--connect',
+        `127.0.0.1:${SERVER_PORT}`,
+        '--bind',
+        `127.0.0.1:${CLIENT_PORT_BASE}`,
+        ...common(100 + i),
+      ],
+      {
+        netns: ns,
+        timeoutMs,
+      },
+    ),
   );
-  const settle = (p: Promise<SbloadRun>) => p.then((r) => r, (e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+  const settle = (p: Promise<SbloadRun>) =>
+    p.then(
+      (r) => r,
+      (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+    );
   const sides: Side[] = [];
   for (let i = 0; i < namespaces.length; i++) {
-    sides.push({ ns: namespaces[i] as string, server: await settle((servers[i] as { result: Promise<SbloadRun> }).result), client: await settle((clients[i] as { result: Promise<SbloadRun> }).result) });
+    sides.push({
+      ns: namespaces[i] as string,
+      server: await settle((servers[i] as { result: Promise<SbloadRun> }).result),
+      client: await settle((clients[i] as { result: Promise<SbloadRun> }).result),
+    });
   }
   return { sides, ms: Date.now() - t0 };
 }
 
 function sideText(s: Side): string {
   const one = (r: SbloadRun | Error) =>
-    r instanceof Error ? `error ${r.message.slice(0, 200)}` : `exit ${r.code}, ${fmtBytes(r.json.bytesVerified)} verified, ${r.json.failures} failures${r.json.firstFailure ? ` (first: ${r.json.firstFailure})` : ''}`;
+    r instanceof Error
+      ? `error ${r.message.slice(0, 200)}`
+      : `exit ${r.code}, ${fmtBytes(r.json.bytesVerified)} verified, ${r.json.failures} failures${r.json.firstFailure ? ` (first: ${r.json.firstFailure})` : ''}`;
   return `${s.ns}: server ${one(s.server)}; client ${one(s.client)}`;
 }
 
@@ -126,14 +161,27 @@ test('isolation: the same 127.0.0.1 tuples in two namespaces at once, bypass loa
       const d = delta(before, counters(sb));
       countSides(sides);
       for (const s of sides) t.diagnostic(sideText(s));
-      t.diagnostic(`both namespaces done in ${ms} ms; inserted ${d.socketsInserted} of ${4 * ISO_CONNS} sockets, exists ${d.insertExists}, redirected ${fmtBytes(d.bytesRedirected)}`);
+      t.diagnostic(
+        `both namespaces done in ${ms} ms; inserted ${d.socketsInserted} of ${4 * ISO_CONNS} sockets, exists ${d.insertExists}, redirected ${fmtBytes(d.bytesRedirected)}`,
+      );
       for (const s of sides) {
-        for (const [role, r] of [['server', s.server], ['client', s.client]] as const) {
+        for (const [role, r] of [
+          ['server', s.server],
+          ['client', s.client],
+        ] as const) {
           assert.ok(!(r instanceof Error), `${s.ns} ${role}: ${String(r instanceof Error ? r.message : '')}`);
           assertIntact(r as SbloadRun, `${s.ns} ${role}`, 1);
         }
-        assert.equal((s.client as SbloadRun).json.c2sSha256, (s.server as SbloadRun).json.c2sSha256, `${s.ns}: client and server agree on c2s`);
-        assert.equal((s.client as SbloadRun).json.s2cSha256, (s.server as SbloadRun).json.s2cSha256, `${s.ns}: client and server agree on s2c`);
+        assert.equal(
+          (s.client as SbloadRun).json.c2sSha256,
+          (s.server as SbloadRun).json.c2sSha256,
+          `${s.ns}: client and server agree on c2s`,
+        );
+        assert.equal(
+          (s.client as SbloadRun).json.s2cSha256,
+          (s.server as SbloadRun).json.s2cSha256,
+          `${s.ns}: client and server agree on s2c`,
+        );
       }
       assert.equal(d.insertExists, 0, 'identical tuples in two namespaces never collide in the map');
       assert.equal(d.socketsInserted, 4 * ISO_CONNS, 'every socket in both namespaces was accelerated');
@@ -154,12 +202,21 @@ test('teeth: the same scenarios with the netns-blind object fail (cross-wired, c
         load({ cgroup: sb.cgroup, pinDir: sb.pinDir, objectPath: NETNS_BLIND_OBJECT });
         const before = counters(sb);
         const t0 = Date.now();
-        const run = await twoNamespaces(sb, { connections: ISO_CONNS, bytes: '1M', seconds: 15, firstServerOutside: scenario.serverOutside });
+        const run = await twoNamespaces(sb, {
+          connections: ISO_CONNS,
+          bytes: '1M',
+          seconds: 15,
+          firstServerOutside: scenario.serverOutside,
+        });
         const d = delta(before, counters(sb));
-        const failed = run.sides.some((s) => [s.server, s.client].some((r) => r instanceof Error || r.code !== 0 || r.json.failures > 0));
+        const failed = run.sides.some((s) =>
+          [s.server, s.client].some((r) => r instanceof Error || r.code !== 0 || r.json.failures > 0),
+        );
         const text = run.sides.map(sideText).join(' | ');
         results.push({ name: scenario.name, failed, text, d });
-        t.diagnostic(`netns-blind, ${scenario.name}: ${failed ? 'FAILED as it must' : 'passed'} in ${Date.now() - t0} ms; exists ${d.insertExists}, inserted ${d.socketsInserted}; ${text}`);
+        t.diagnostic(
+          `netns-blind, ${scenario.name}: ${failed ? 'FAILED as it must' : 'passed'} in ${Date.now() - t0} ms; exists ${d.insertExists}, inserted ${d.socketsInserted}; ${text}`,
+        );
         assert.ok(Date.now() - t0 < 60_000, 'bounded time');
       });
     }
@@ -168,10 +225,12 @@ test('teeth: the same scenarios with the netns-blind object fail (cross-wired, c
       results.some((r) => r.failed),
       `the netns-blind key went unnoticed in every scenario: ${results.map((r) => `${r.name}: ${r.text}`).join('; ')}`,
     );
-    assert.ok(results.find((r) => r.name.startsWith('namespace A'))?.failed, 'the asymmetric scenario cross-wires deterministically with a netns-blind key');
+    assert.ok(
+      results.find((r) => r.name.startsWith('namespace A'))?.failed,
+      'the asymmetric scenario cross-wires deterministically with a netns-blind key',
+    );
   });
 });
-
 
 test('same host, two namespaces joined by a veth pair: connections between them are accelerated, intact, and the veth sees only handshakes and teardowns', async (t) => {
   if (!requirePrivileged(t)) return;
@@ -184,24 +243,60 @@ test('same host, two namespaces joined by a veth pair: connections between them 
       load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
 
       // One big connection first: the capture must show only its handshake and teardown.
-      const big = await vethRun(t, sb, { a, b, vethA: veth.a, dir, connections: 1, bytes: LONG ? '256M' : '64M', tag: 'big', watchMap: true });
+      const big = await vethRun(t, sb, {
+        a,
+        b,
+        vethA: veth.a,
+        dir,
+        connections: 1,
+        bytes: LONG ? '256M' : '64M',
+        tag: 'big',
+        watchMap: true,
+      });
       assert.ok(big.packets <= 16, `the veth carried ${big.packets} packets for one accelerated connection`);
       assert.ok(big.pairsSeen >= 1, 'both ends of the connection were seen in the map, keyed as mirror images');
 
-      const many = await vethRun(t, sb, { a, b, vethA: veth.a, dir, connections: LONG ? 200 : 50, bytes: '1M', tag: 'many', watchMap: false });
-      assert.ok(many.packets <= 12 * many.connections, `the veth carried ${many.packets} packets for ${many.connections} connections`);
+      const many = await vethRun(t, sb, {
+        a,
+        b,
+        vethA: veth.a,
+        dir,
+        connections: LONG ? 200 : 50,
+        bytes: '1M',
+        tag: 'many',
+        watchMap: false,
+      });
+      assert.ok(
+        many.packets <= 12 * many.connections,
+        `the veth carried ${many.packets} packets for ${many.connections} connections`,
+      );
     });
     assert.deepEqual(strayVeths(), [], 'no veth left behind');
-    assert.deepEqual(netnsNames().filter((n) => n.startsWith('sbt-') && n.includes(`-${process.pid}-`)), [], 'no namespace left behind');
+    assert.deepEqual(
+      netnsNames().filter((n) => n.startsWith('sbt-') && n.includes(`-${process.pid}-`)),
+      [],
+      'no namespace left behind',
+    );
   });
 });
 
-async function capture(sb: Sandbox, ns: string, dev: string, port: number): Promise<{ stop(): Promise<number>; log(): string }> {
+async function capture(
+  sb: Sandbox,
+  ns: string,
+  dev: string,
+  port: number,
+): Promise<{ stop(): Promise<number>; log(): string }> {
   // --immediate-mode: packets still in tcpdump's ring at SIGINT are otherwise not counted as
   // captured; the kernel's "received by filter" count is used as well, whichever is larger.
-  const proc: Started = startInNetns(sb, ns, 'tcpdump', ['--immediate-mode', '-i', dev, '-nn', '-p', '-q', '-w', '/dev/null', `tcp port ${port}`], {
-    cgroup: null,
-  });
+  const proc: Started = startInNetns(
+    sb,
+    ns,
+    'tcpdump',
+    ['--immediate-mode', '-i', dev, '-nn', '-p', '-q', '-w', '/dev/null', `tcp port ${port}`],
+    {
+      cgroup: null,
+    },
+  );
   await waitFor(() => /listening on/.test(proc.stderr()), 10_000);
   return {
     log: () => proc.stderr().trim().replace(/\n/g, '; '),
@@ -220,20 +315,38 @@ async function capture(sb: Sandbox, ns: string, dev: string, port: number): Prom
 async function vethRun(
   t: TestContext,
   sb: Sandbox,
-  o: { a: string; b: string; vethA: string; dir: string; connections: number; bytes: string; tag: string; watchMap: boolean },
+  o: {
+    a: string;
+    b: string;
+    vethA: string;
+    dir: string;
+    connections: number;
+    bytes: string;
+    tag: string;
+    watchMap: boolean;
+  },
 ): Promise<{ packets: number; pairsSeen: number; connections: number }> {
   const ready = join(o.dir, `ready-${o.tag}`);
   const common = ['--connections', String(o.connections), '--bytes', o.bytes, '--seconds', '60', '--seed', '77'];
   const cap = await capture(sb, o.a, o.vethA, SERVER_PORT);
   const before = counters(sb);
-  const server = startIntegrity(sb, ['--role', 'server', '--listen', `198.18.0.1:${SERVER_PORT}`, '--ready-file', ready, ...common], { netns: o.a, timeoutMs: 90_000 });
+  const server = startIntegrity(
+    sb,
+    ['--role', 'server', '--listen', `198.18.0.1:${SERVER_PORT}`, '--ready-file', ready, ...common],
+    { netns: o.a, timeoutMs: 90_000 },
+  );
   await readyPort(ready, server.proc);
-  const client = startIntegrity(sb, ['--role', 'client', '--connect', `198.18.0.1:${SERVER_PORT}`, ...common], { netns: o.b, timeoutMs: 90_000 });
+  const client = startIntegrity(sb, ['--role', 'client', '--connect', `198.18.0.1:${SERVER_PORT}`, ...common], {
+    netns: o.b,
+    timeoutMs: 90_000,
+  });
   let pairsSeen = 0;
   let clientDone = false;
   void client.result.finally(() => (clientDone = true)).catch(() => undefined);
   while (o.watchMap && !clientDone) {
-    const sockets = withPinnedState(sb.pinDir, (s) => listSockets(s.maps.sock_hash)).filter((s) => s.key.localAddress.startsWith('198.18.0.'));
+    const sockets = withPinnedState(sb.pinDir, (s) => listSockets(s.maps.sock_hash)).filter((s) =>
+      s.key.localAddress.startsWith('198.18.0.'),
+    );
     pairsSeen = Math.max(pairsSeen, pairSockets(sockets).filter((p) => p.b).length);
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -247,13 +360,17 @@ async function vethRun(
     `veth ${o.tag}: ${o.connections} connection(s) × ${o.bytes} each way from ${o.b} to ${o.a}: client ${fmtBytes(cli.json.bytesVerified)} verified, server ${fmtBytes(srv.json.bytesVerified)}, ` +
       `failures ${cli.json.failures}/${srv.json.failures}${cli.json.firstFailure ? ` (client: ${cli.json.firstFailure})` : ''}${srv.json.firstFailure ? ` (server: ${srv.json.firstFailure})` : ''}; sockets inserted ${d.socketsInserted} of ${2 * o.connections} (exists ${d.insertExists}, other ${d.insertOther}); ` +
       `redirected ${fmtBytes(d.bytesRedirected)}, passed to TCP ${fmtBytes(d.bytesPassed)} in ${d.redirectMisses} messages; ${packets} packets on the veth` +
-      (o.watchMap ? `; connection pairs seen in the map: ${pairsSeen}` : '') + ` (tcpdump: ${cap.log()})`,
+      (o.watchMap ? `; connection pairs seen in the map: ${pairsSeen}` : '') +
+      ` (tcpdump: ${cap.log()})`,
   );
   assertIntact(cli, `veth ${o.tag} client`, 1);
   assertIntact(srv, `veth ${o.tag} server`, 1);
   assert.equal(d.socketsInserted, 2 * o.connections, `veth ${o.tag}: both ends of every connection were accelerated`);
   const payload = o.connections * Number(o.bytes.replace(/M$/, '')) * 1024 * 1024 * 2;
-  assert.ok(d.bytesRedirected >= payload * 0.9, `veth ${o.tag}: ${fmtBytes(d.bytesRedirected)} of ${fmtBytes(payload)} redirected`);
+  assert.ok(
+    d.bytesRedirected >= payload * 0.9,
+    `veth ${o.tag}: ${fmtBytes(d.bytesRedirected)} of ${fmtBytes(payload)} redirected`,
+  );
   return { packets, pairsSeen, connections: o.connections };
 }
 

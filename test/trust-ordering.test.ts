@@ -13,7 +13,18 @@ import { tmpdir } from 'node:os';
 import { requirePrivileged } from './support/privileged.js';
 import { withSandbox, type Sandbox } from './support/sandbox.js';
 import { load } from '../src/core/load.js';
-import { LONG, Tally, assertIntact, counters, delta, fmtBytes, integrity, readyPort, startIntegrity, type SbloadRun } from './support/trust.js';
+import {
+  LONG,
+  Tally,
+  assertIntact,
+  counters,
+  delta,
+  fmtBytes,
+  integrity,
+  readyPort,
+  startIntegrity,
+  type SbloadRun,
+} from './support/trust.js';
 import type { Counters } from '../src/core/layout.js';
 
 const tally = new Tally('trust-ordering');
@@ -27,7 +38,12 @@ function describe(name: string, run: SbloadRun, d: Counters): string {
   );
 }
 
-async function variant(t: import('node:test').TestContext, sb: Sandbox, name: string, args: string[]): Promise<SbloadRun> {
+async function variant(
+  t: import('node:test').TestContext,
+  sb: Sandbox,
+  name: string,
+  args: string[],
+): Promise<SbloadRun> {
   const before = counters(sb);
   const run = await integrity(sb, [...args, '--seconds', '60', '--seed', '21'], { timeoutMs: 90_000 });
   tally.run(run);
@@ -44,7 +60,15 @@ test('early data: the client writes at once, the server accepts and reads late (
     await withSandbox('trust-early', async (sb) => {
       load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
       for (const family of ['tcp4', 'tcp6', 'tcp4mapped']) {
-        const run = await variant(t, sb, `early data ${family}`, ['--early-data', '--family', family, '--connections', String(N), '--bytes', '256K']);
+        const run = await variant(t, sb, `early data ${family}`, [
+          '--early-data',
+          '--family',
+          family,
+          '--connections',
+          String(N),
+          '--bytes',
+          '256K',
+        ]);
         // The ordering really happened: bytes were waiting in sockets nobody had accepted yet.
         assert.ok(run.json.bytesQueuedAtAccept > 0, 'client bytes were queued before accept()');
       }
@@ -58,8 +82,23 @@ test('server first, and server first with early data: intact both ways', async (
     await withSandbox('trust-srvfirst', async (sb) => {
       load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
       await variant(t, sb, 'server first tcp4', ['--server-first', '--connections', String(N), '--bytes', '256K']);
-      await variant(t, sb, 'server first tcp6', ['--server-first', '--family', 'tcp6', '--connections', String(N), '--bytes', '256K']);
-      await variant(t, sb, 'server first + early data', ['--server-first', '--early-data', '--connections', String(N), '--bytes', '256K']);
+      await variant(t, sb, 'server first tcp6', [
+        '--server-first',
+        '--family',
+        'tcp6',
+        '--connections',
+        String(N),
+        '--bytes',
+        '256K',
+      ]);
+      await variant(t, sb, 'server first + early data', [
+        '--server-first',
+        '--early-data',
+        '--connections',
+        String(N),
+        '--bytes',
+        '256K',
+      ]);
     });
   });
 });
@@ -75,9 +114,15 @@ test('early data across two processes: a server process that starts accepting la
         const ready = join(dir, `port-${mode.join('')}`);
         const before = counters(sb);
         const common = ['--connections', String(N / 2), '--bytes', '512K', '--seconds', '60', '--seed', '22', ...mode];
-        const server = startIntegrity(sb, ['--role', 'server', '--listen', '127.0.0.1:0', '--ready-file', ready, ...common], { timeoutMs: 90_000 });
+        const server = startIntegrity(
+          sb,
+          ['--role', 'server', '--listen', '127.0.0.1:0', '--ready-file', ready, ...common],
+          { timeoutMs: 90_000 },
+        );
         const port = await readyPort(ready, server.proc);
-        const client = await integrity(sb, ['--role', 'client', '--connect', `127.0.0.1:${port}`, ...common], { timeoutMs: 90_000 });
+        const client = await integrity(sb, ['--role', 'client', '--connect', `127.0.0.1:${port}`, ...common], {
+          timeoutMs: 90_000,
+        });
         const srv = await server.result;
         const d = delta(before, counters(sb));
         tally.run(client);

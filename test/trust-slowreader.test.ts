@@ -23,7 +23,16 @@ import { requirePrivileged } from './support/privileged.js';
 import { withSandbox, type Sandbox } from './support/sandbox.js';
 import { load } from '../src/core/load.js';
 import { unload } from '../src/core/unload.js';
-import { LONG, NETNS_BLIND_OBJECT, SLOWREADER, Tally, counters, delta, fmtBytes, requireTool } from './support/trust.js';
+import {
+  LONG,
+  NETNS_BLIND_OBJECT,
+  SLOWREADER,
+  Tally,
+  counters,
+  delta,
+  fmtBytes,
+  requireTool,
+} from './support/trust.js';
 import type { Counters } from '../src/core/layout.js';
 
 const tally = new Tally('trust-slowreader');
@@ -52,7 +61,9 @@ interface SlowResult {
 
 async function slow(sb: Sandbox, args: string[]): Promise<SlowResult> {
   requireTool(SLOWREADER);
-  const r = await sb.run(SLOWREADER, ['--seconds', String(SECONDS), '--size', String(SIZE), ...args], { timeoutMs: (SECONDS * 4 + 70) * 1000 });
+  const r = await sb.run(SLOWREADER, ['--seconds', String(SECONDS), '--size', String(SIZE), ...args], {
+    timeoutMs: (SECONDS * 4 + 70) * 1000,
+  });
   const json = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as SlowResult;
   assert.equal(json.error, undefined, `slowreader: ${json.error}; ${r.stderr}`);
   assert.ok(r.code === 0 || r.code === 1, `slowreader exited ${r.code}: ${r.stderr}`);
@@ -68,12 +79,19 @@ function text(name: string, r: SlowResult, d?: Counters): string {
     `sent ${fmtBytes(r.bytesSent)}, read slowly ${fmtBytes(r.bytesReadSlowly)}; peak in flight ${fmtBytes(r.peakInFlight)}${r.capped ? ` (CAPPED at ${fmtBytes(r.cap)})` : ''}, ` +
     `peak FIONREAD ${fmtBytes(r.peakFionread)}, peak sender SIOCOUTQ ${fmtBytes(r.peakSenderOutq)}, host TCP memory growth ${fmtBytes(r.tcpMemGrowthBytes)}; ` +
     `${r.intact && r.bytesRead === r.bytesSent ? 'every byte intact, in order' : `DATA ${r.intact ? 'SHORT' : `CORRUPT at ${r.firstBadOffset}`}`}` +
-    (d ? `; redirected ${fmtBytes(d.bytesRedirected)}, passed to TCP ${fmtBytes(d.bytesPassed)}, flow→TCP ${d.flowToTcp ?? 'n/a'}, bytes sent by TCP under flow control ${fmtBytes(d.flowBytes ?? 0)}` : '')
+    (d
+      ? `; redirected ${fmtBytes(d.bytesRedirected)}, passed to TCP ${fmtBytes(d.bytesPassed)}, flow→TCP ${d.flowToTcp ?? 'n/a'}, bytes sent by TCP under flow control ${fmtBytes(d.flowBytes ?? 0)}`
+      : '')
   );
 }
 
 /** Run up to `tries` times; keep the run with the smallest host-memory growth (noise only adds). */
-async function quietest(sb: Sandbox, args: string[], tries: number, good: (r: SlowResult) => boolean): Promise<{ r: SlowResult; d: Counters | undefined; runs: number }> {
+async function quietest(
+  sb: Sandbox,
+  args: string[],
+  tries: number,
+  good: (r: SlowResult) => boolean,
+): Promise<{ r: SlowResult; d: Counters | undefined; runs: number }> {
   let best: { r: SlowResult; d: Counters | undefined } | undefined;
   let runs = 0;
   for (let i = 0; i < tries; i++) {
@@ -108,7 +126,10 @@ test('slow reader, plain TCP (no bypass): the reference figures', async (t) => {
   if (!requirePrivileged(t)) return;
   await tally.track(t, async () => {
     await withSandbox('trust-slow-plain', async (sb) => {
-      for (const [name, args] of [['plain TCP, SO_SNDBUF 128K', BOUNDED], ['plain TCP, default SO_SNDBUF', DEFAULT_SNDBUF]] as const) {
+      for (const [name, args] of [
+        ['plain TCP, SO_SNDBUF 128K', BOUNDED],
+        ['plain TCP, default SO_SNDBUF', DEFAULT_SNDBUF],
+      ] as const) {
         const r = await slow(sb, [...args]);
         t.diagnostic(text(name, r));
         intact(r, name);
@@ -131,10 +152,16 @@ test('slow reader, bypass loaded with flow control on: the queue stays within a 
       intact(b, 'bounded');
       assert.equal(b.capped, false, 'the writer never hit the safety cap');
       const d = bounded.d as Counters;
-      assert.ok(d.flowToTcp !== undefined, 'this data plane has no flow-control counters (flow_to_tcp): the slow-reader mechanism is missing');
+      assert.ok(
+        d.flowToTcp !== undefined,
+        'this data plane has no flow-control counters (flow_to_tcp): the slow-reader mechanism is missing',
+      );
       assert.ok(d.bytesRedirected > 0, 'the connection was accelerated');
       assert.ok(d.flowToTcp > 0, 'the sender fell back to TCP while the reader lagged');
-      assert.ok(b.peakFionread <= 2 * b.rcvbufEffective + b.size, `receiver queue peaked at ${fmtBytes(b.peakFionread)} (SO_RCVBUF ${fmtBytes(b.rcvbufEffective)})`);
+      assert.ok(
+        b.peakFionread <= 2 * b.rcvbufEffective + b.size,
+        `receiver queue peaked at ${fmtBytes(b.peakFionread)} (SO_RCVBUF ${fmtBytes(b.rcvbufEffective)})`,
+      );
       assert.ok(
         b.peakInFlight <= 2 * b.rcvbufEffective + b.sndbufEffective + 2 * b.size,
         `in flight peaked at ${fmtBytes(b.peakInFlight)}: more than redirected queue + TCP receive queue + send queue`,
@@ -154,7 +181,10 @@ test('slow reader, bypass loaded with flow control on: the queue stays within a 
       intact(burst, 'bursty writer');
       assert.ok(db.flowToTcp > 0, 'fell back to TCP during the bursts');
       assert.ok(db.flowBytes > 0, 'and kept sending by TCP');
-      assert.ok(burst.peakFionread <= 2 * burst.rcvbufEffective + burst.size, `receiver queue peaked at ${fmtBytes(burst.peakFionread)}`);
+      assert.ok(
+        burst.peakFionread <= 2 * burst.rcvbufEffective + burst.size,
+        `receiver queue peaked at ${fmtBytes(burst.peakFionread)}`,
+      );
 
       // Default (autotuned) send buffer: the TCP path may hold up to tcp_wmem[2]; reported.
       const before = counters(sb);
@@ -162,7 +192,10 @@ test('slow reader, bypass loaded with flow control on: the queue stays within a 
       t.diagnostic(text('bypass, flow control on, default SO_SNDBUF', r, delta(before, counters(sb))));
       intact(r, 'default sndbuf');
       assert.equal(r.capped, false);
-      assert.ok(r.peakFionread <= 2 * r.rcvbufEffective + r.size, `receiver queue peaked at ${fmtBytes(r.peakFionread)}`);
+      assert.ok(
+        r.peakFionread <= 2 * r.rcvbufEffective + r.size,
+        `receiver queue peaked at ${fmtBytes(r.peakFionread)}`,
+      );
     });
   });
 });

@@ -30,7 +30,10 @@ test('trust suite summary', (t) => {
     : [];
   rmSync(dir, { recursive: true, force: true });
 
-  assert.ok(expected.length > 0, 'this run has no trust-*.test.js file to summarize: run the summary after them (node --test dist/test/trust-*.test.js)');
+  assert.ok(
+    expected.length > 0,
+    'this run has no trust-*.test.js file to summarize: run the summary after them (node --test dist/test/trust-*.test.js)',
+  );
   const tallied = new Set(saved.map((s) => `${s.file}.test.js`));
   assert.deepEqual(
     expected.filter((f) => !tallied.has(f)),

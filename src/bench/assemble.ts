@@ -1,7 +1,7 @@
 /** From what a bench recorded (its runs and reference runs) to the report's figures and the report itself. */
-import { loadavg } from "node:os";
-import type { Counters } from "../core/layout.js";
-import { referenceRuns, type BenchPlan } from "./plan.js";
+import { loadavg } from 'node:os';
+import type { Counters } from '../core/layout.js';
+import { referenceRuns, type BenchPlan } from './plan.js';
 import type {
   BenchReport,
   DiscardedEntry,
@@ -12,15 +12,15 @@ import type {
   ReferenceRecord,
   RunRecord,
   WorkloadSettings,
-} from "./report.js";
-import { median, summarize, type BenchRun, type WorkloadSummary } from "./stats.js";
-import { bytesShares } from "./verify.js";
-import type { Workload } from "./workloads.js";
+} from './report.js';
+import { median, summarize, type BenchRun, type WorkloadSummary } from './stats.js';
+import { bytesShares } from './verify.js';
+import type { Workload } from './workloads.js';
 
 /** Everything a finished bench hands over for its report: the report's own records, and what the rest is derived from. */
 export interface BenchRecord
-  extends Pick<BenchReport, "commandLine" | "machine" | "runs" | "references" | "cleanupProblems" | "processes">,
-    Pick<BenchReport["settings"], "policy" | "thresholds" | "cgroup" | "pinDir"> {
+  extends Pick<BenchReport, 'commandLine' | 'machine' | 'runs' | 'references' | 'cleanupProblems' | 'processes'>,
+    Pick<BenchReport['settings'], 'policy' | 'thresholds' | 'cgroup' | 'pinDir'> {
   readonly plan: BenchPlan;
   readonly startedAt: Date;
   readonly finishedAt: Date;
@@ -30,7 +30,7 @@ export function assembleReport(record: BenchRecord): BenchReport {
   const { plan, runs, references, startedAt, finishedAt } = record;
   const summaries = summarizeRuns(plan.workloads, runs, references);
   return {
-    schema: "sockbypass-bench/1",
+    schema: 'sockbypass-bench/1',
     commandLine: record.commandLine,
     startedAt: startedAt.toISOString(),
     finishedAt: finishedAt.toISOString(),
@@ -68,7 +68,10 @@ function workloadSettings(plan: BenchPlan, w: Workload): WorkloadSettings {
     title: w.title,
     command: w.command,
     metrics: w.metrics.map((m) => m.name),
-    reference: w.reference && referenceRuns(plan, w) ? { command: w.reference.command, checkCommand: w.reference.checkCommand } : null,
+    reference:
+      w.reference && referenceRuns(plan, w)
+        ? { command: w.reference.command, checkCommand: w.reference.checkCommand }
+        : null,
   };
 }
 
@@ -81,7 +84,7 @@ export function summarizeRuns(
   const summaries: WorkloadSummary[] = [];
   for (const w of workloads) {
     const mine = runs.filter((r) => r.workload === w.id);
-    const unix = references.filter((r) => r.workload === w.id && r.kind === "af_unix" && r.error === undefined);
+    const unix = references.filter((r) => r.workload === w.id && r.kind === 'af_unix' && r.error === undefined);
     for (const m of w.metrics) {
       const benchRuns: BenchRun[] = mine.map((r) => {
         const value = r.values[m.key];
@@ -91,7 +94,9 @@ export function summarizeRuns(
           ? { mode: r.mode, value, discardReason: reason }
           : { mode: r.mode, discardReason: reason };
       });
-      const refValues = unix.map((r) => r.values[m.key]).filter((v): v is number => v !== undefined && Number.isFinite(v) && v >= 0);
+      const refValues = unix
+        .map((r) => r.values[m.key])
+        .filter((v): v is number => v !== undefined && Number.isFinite(v) && v >= 0);
       summaries.push(
         summarize({
           workload: w.title,
@@ -116,21 +121,22 @@ function discardedEntries(runs: readonly RunRecord[]): DiscardedEntry[] {
       title: r.title,
       pair: r.pair,
       mode: r.mode,
-      reason: r.discardReason ?? "",
+      reason: r.discardReason ?? '',
       values: r.values,
     }));
 }
 
 function onRunBytes(workloads: readonly Workload[], runs: readonly RunRecord[]): OnRunBytes[] {
   return workloads.map((w) => {
-    const kept = runs.filter((r) => r.workload === w.id && r.mode === "on" && r.kept && r.counters);
+    const kept = runs.filter((r) => r.workload === w.id && r.mode === 'on' && r.kept && r.counters);
     const counters = kept.map((r) => r.counters as Counters);
     const shares = counters.map((c) => bytesShares(c)?.redirected).filter((v): v is number => v !== undefined);
     return {
       workload: w.id,
       title: w.title,
       runs: kept.length,
-      redirectedShare: shares.length === 0 ? null : { median: median(shares), min: Math.min(...shares), max: Math.max(...shares) },
+      redirectedShare:
+        shares.length === 0 ? null : { median: median(shares), min: Math.min(...shares), max: Math.max(...shares) },
       flowToTcpMedian: medianOrNull(counters.map((c) => c.flowToTcp)),
       shortSkippedShare: medianOrNull(counters.map(shortSkippedShare)),
     };
@@ -140,9 +146,9 @@ function onRunBytes(workloads: readonly Workload[], runs: readonly RunRecord[]):
 /** The outside-veth workloads' ON runs: how many sockets joined (must be none) and how many were left alone. */
 export function leftAloneSummaries(workloads: readonly Workload[], runs: readonly RunRecord[]): LeftAloneSummary[] {
   return workloads
-    .filter((w) => w.group === "outside")
+    .filter((w) => w.group === 'outside')
     .map((w) => {
-      const on = runs.filter((r) => r.workload === w.id && r.mode === "on" && r.counters);
+      const on = runs.filter((r) => r.workload === w.id && r.mode === 'on' && r.counters);
       const counters = on.map((r) => r.counters as Counters);
       const left = on.filter((r) => r.kept).map((r) => (r.counters as Counters).leftNoPeer);
       return {
@@ -176,16 +182,21 @@ function referenceChecks(
     if (mine.length === 0) continue;
     for (const m of w.metrics) {
       const medianOf = (kind: ReferenceKind) =>
-        medianOrNull(mine.filter((r) => r.kind === kind).map((r) => r.values[m.key]).filter((v): v is number => v !== undefined));
+        medianOrNull(
+          mine
+            .filter((r) => r.kind === kind)
+            .map((r) => r.values[m.key])
+            .filter((v): v is number => v !== undefined),
+        );
       const summary = summaries.find((s) => s.workload === w.title && s.metric === m.name);
       checks.push({
         workload: w.id,
         title: w.title,
         metric: m.name,
         unit: m.unit,
-        afUnixMedian: medianOf("af_unix"),
-        tcpSameToolMedian: medianOf("tcp_same_tool"),
-        tcpSameToolOnMedian: medianOf("tcp_same_tool_on"),
+        afUnixMedian: medianOf('af_unix'),
+        tcpSameToolMedian: medianOf('tcp_same_tool'),
+        tcpSameToolOnMedian: medianOf('tcp_same_tool_on'),
         offMedian: summary?.off?.median ?? null,
         onMedian: summary?.on?.median ?? null,
       });

@@ -4,14 +4,14 @@
  * (connections must be established while loaded to be accelerated, so every
  * ON run gets its own load and its own zeroed counters); OFF = unloaded.
  */
-import { execFileSync } from "node:child_process";
-import type { Counters } from "../core/layout.js";
-import { load } from "../core/load.js";
-import type { Policy } from "../core/policy.js";
-import { status } from "../core/status.js";
-import { unload } from "../core/unload.js";
-import type { BenchEnv } from "./env.js";
-import type { OffObservation } from "./verify.js";
+import { execFileSync } from 'node:child_process';
+import type { Counters } from '../core/layout.js';
+import { load } from '../core/load.js';
+import type { Policy } from '../core/policy.js';
+import { status } from '../core/status.js';
+import { unload } from '../core/unload.js';
+import type { BenchEnv } from './env.js';
+import type { OffObservation } from './verify.js';
 
 export interface OnState {
   readonly loaded: boolean;
@@ -28,7 +28,7 @@ export function bypassOn(env: BenchEnv, maxEntries?: number, policy?: Policy): O
     ...(maxEntries === undefined ? {} : { maxEntries }),
     ...(policy === undefined ? {} : { policy }),
   });
-  if (result.outcome !== "loaded") {
+  if (result.outcome !== 'loaded') {
     throw new Error(`expected a fresh load into ${env.pinDir}, got "${result.outcome}"`);
   }
   const s = status({ pinDir: env.pinDir });
@@ -51,14 +51,14 @@ export function bypassOff(env: BenchEnv): void {
 export function effectiveSockbypassPrograms(cgroup: string): string[] | null {
   let text: string;
   try {
-    text = execFileSync("bpftool", ["-j", "cgroup", "show", cgroup, "effective"], {
-      stdio: ["ignore", "pipe", "pipe"],
+    text = execFileSync('bpftool', ['-j', 'cgroup', 'show', cgroup, 'effective'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
       timeout: 10_000,
     }).toString();
   } catch {
     return null;
   }
-  if (text.trim() === "") return [];
+  if (text.trim() === '') return [];
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -67,14 +67,17 @@ export function effectiveSockbypassPrograms(cgroup: string): string[] | null {
   }
   if (!Array.isArray(parsed)) return null;
   return parsed
-    .filter((p): p is { id: number; attach_type: string; name?: string } => typeof p === "object" && p !== null)
-    .filter((p) => p.attach_type === "cgroup_sock_ops" && (p.name ?? "").startsWith("sockbypass"))
-    .map((p) => `id ${p.id} ${p.name ?? ""}`.trim());
+    .filter((p): p is { id: number; attach_type: string; name?: string } => typeof p === 'object' && p !== null)
+    .filter((p) => p.attach_type === 'cgroup_sock_ops' && (p.name ?? '').startsWith('sockbypass'))
+    .map((p) => `id ${p.id} ${p.name ?? ''}`.trim());
 }
 
 /** Is the bench cgroup really without the bypass? */
-export function observeOff(env: BenchEnv): Pick<OffObservation, "loadedBefore" | "effectivePrograms"> {
-  return { loadedBefore: status({ pinDir: env.pinDir }).loaded, effectivePrograms: effectiveSockbypassPrograms(env.cgroup) };
+export function observeOff(env: BenchEnv): Pick<OffObservation, 'loadedBefore' | 'effectivePrograms'> {
+  return {
+    loadedBefore: status({ pinDir: env.pinDir }).loaded,
+    effectivePrograms: effectiveSockbypassPrograms(env.cgroup),
+  };
 }
 
 export function isLoaded(env: BenchEnv): boolean {

@@ -10,14 +10,14 @@
  * shell writes its own PID into cgroup.procs, then execs the command. The
  * bench's own Node process stays outside.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
-import { createServer } from "node:net";
-import { cgroup2Mount, cgroupProcs, createCgroup, removeCgroup } from "../os/cgroup.js";
-import { ensureBpffs } from "../os/bpffs.js";
-import { pinState } from "../core/pins.js";
-import { unload } from "../core/unload.js";
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { cgroup2Mount, cgroupProcs, createCgroup, removeCgroup } from '../os/cgroup.js';
+import { ensureBpffs } from '../os/bpffs.js';
+import { pinState } from '../core/pins.js';
+import { unload } from '../core/unload.js';
 
 export interface Finished {
   readonly code: number | null;
@@ -41,7 +41,7 @@ export interface BenchProcess {
 export class BenchAborted extends Error {
   constructor(readonly reason: string) {
     super(`bench interrupted: ${reason}`);
-    this.name = "BenchAborted";
+    this.name = 'BenchAborted';
   }
 }
 
@@ -49,7 +49,7 @@ export class BenchAborted extends Error {
 export class ToolFailure extends Error {
   constructor(message: string) {
     super(message);
-    this.name = "ToolFailure";
+    this.name = 'ToolFailure';
   }
 }
 
@@ -91,9 +91,9 @@ export class BenchEnv {
    * e.g. by a crashed run with a reused PID) as a cgroup and as a pin folder name.
    */
   static create(options: BenchEnvOptions = {}): BenchEnv {
-    const prefix = options.prefix ?? "sockbypass-bench";
+    const prefix = options.prefix ?? 'sockbypass-bench';
     const parent = options.parentCgroup ?? cgroup2Mount();
-    const bpffsRoot = options.bpffsRoot ?? "/sys/fs/bpf";
+    const bpffsRoot = options.bpffsRoot ?? '/sys/fs/bpf';
     for (let n = 0; n < 100; n++) {
       const name = n === 0 ? `${prefix}-${process.pid}` : `${prefix}-${process.pid}-${n}`;
       const cgroupDir = join(parent, name);
@@ -128,27 +128,27 @@ export class BenchEnv {
     this.throwIfAborted();
     const inCgroup = options.inCgroup ?? true;
     const argv = inCgroup
-      ? ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', join(this.cgroup, "cgroup.procs"), command, ...args]
+      ? ['/bin/sh', '-c', 'echo $$ > "$0" && exec "$@"', join(this.cgroup, 'cgroup.procs'), command, ...args]
       : [command, ...args];
-    const child = spawn(argv[0] as string, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+    const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
     let exited = false;
     const done = new Promise<Finished>((resolve) => {
-      child.on("close", (code, signal) => {
+      child.on('close', (code, signal) => {
         exited = true;
         resolve({ code, signal, stdout: out, stderr: err });
       });
-      child.on("error", (e) => {
+      child.on('error', (e) => {
         exited = true;
         resolve({ code: -1, signal: null, stdout: out, stderr: `${err}${String(e)}` });
       });
     });
     const proc: BenchProcess = {
       pid: child.pid ?? -1,
-      command: [command, ...args].join(" "),
+      command: [command, ...args].join(' '),
       child,
       done,
       stdout: () => out,
@@ -165,7 +165,11 @@ export class BenchEnv {
    * Run to completion. Throws ToolFailure when it runs past `timeoutMs` (it is
    * killed first), BenchAborted when the bench is interrupted meanwhile.
    */
-  async run(command: string, args: readonly string[], options: { timeoutMs: number; inCgroup?: boolean }): Promise<Finished> {
+  async run(
+    command: string,
+    args: readonly string[],
+    options: { timeoutMs: number; inCgroup?: boolean },
+  ): Promise<Finished> {
     const proc = this.start(command, args, options);
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -190,17 +194,21 @@ export class BenchEnv {
       if (re.test(proc.stdout()) || re.test(proc.stderr())) return;
       if (proc.exited()) {
         const f = await proc.done;
-        throw new ToolFailure(`${proc.command} exited (code ${f.code}, signal ${f.signal}) before it was ready: ${tail(f.stderr || f.stdout)}`);
+        throw new ToolFailure(
+          `${proc.command} exited (code ${f.code}, signal ${f.signal}) before it was ready: ${tail(f.stderr || f.stdout)}`,
+        );
       }
       if (Date.now() > end) {
-        throw new ToolFailure(`${proc.command} was not ready within ${timeoutMs} ms: ${tail(proc.stderr() || proc.stdout())}`);
+        throw new ToolFailure(
+          `${proc.command} was not ready within ${timeoutMs} ms: ${tail(proc.stderr() || proc.stdout())}`,
+        );
       }
       await sleep(20);
     }
   }
 
   /** Send a signal to one process we started, by its PID. */
-  kill(proc: BenchProcess, signal: NodeJS.Signals = "SIGKILL"): void {
+  kill(proc: BenchProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
     if (proc.exited() || proc.pid <= 0) return;
     try {
       process.kill(proc.pid, signal);
@@ -210,10 +218,10 @@ export class BenchEnv {
   }
 
   /** Stop a process we started: `signal`, then SIGKILL after `graceMs`; resolves once it is gone. */
-  async stop(proc: BenchProcess, signal: NodeJS.Signals = "SIGKILL", graceMs = 2000): Promise<Finished> {
+  async stop(proc: BenchProcess, signal: NodeJS.Signals = 'SIGKILL', graceMs = 2000): Promise<Finished> {
     this.kill(proc, signal);
-    if (signal !== "SIGKILL") {
-      const timer = setTimeout(() => this.kill(proc, "SIGKILL"), graceMs);
+    if (signal !== 'SIGKILL') {
+      const timer = setTimeout(() => this.kill(proc, 'SIGKILL'), graceMs);
       try {
         return await proc.done;
       } finally {
@@ -264,7 +272,7 @@ export class BenchEnv {
       }
     }
     try {
-      if (pinState(this.pinDir) !== "none") unload({ pinDir: this.pinDir, force: true });
+      if (pinState(this.pinDir) !== 'none') unload({ pinDir: this.pinDir, force: true });
       if (existsSync(this.pinDir)) {
         if (readdirSync(this.pinDir).length > 0) problems.push(`pins were left in ${this.pinDir}; removed`);
         rmSync(this.pinDir, { recursive: true, force: true });
@@ -277,7 +285,7 @@ export class BenchEnv {
         // Only processes this bench started can be in its fresh cgroup (their children included).
         for (const pid of cgroupProcs(this.cgroup)) {
           try {
-            process.kill(pid, "SIGKILL");
+            process.kill(pid, 'SIGKILL');
           } catch {
             // Already gone.
           }
@@ -312,11 +320,11 @@ export function sleep(ms: number): Promise<void> {
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
       const address = server.address();
       server.close(() =>
-        typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port")),
+        typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')),
       );
     });
   });

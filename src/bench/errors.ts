@@ -1,5 +1,5 @@
 /** Which tool's output could not be turned into a measurement. */
-export type BenchOutputSource = "iperf3" | "sockperf" | "sbload";
+export type BenchOutputSource = 'iperf3' | 'sockperf' | 'sbload';
 
 /**
  * Thrown when a benchmark tool's output cannot be turned into a measurement:
@@ -13,7 +13,7 @@ export class BenchParseError extends Error {
 
   constructor(source: BenchOutputSource, reason: string) {
     super(`${source}: ${reason}`);
-    this.name = "BenchParseError";
+    this.name = 'BenchParseError';
     this.source = source;
     this.reason = reason;
   }

@@ -1,4 +1,4 @@
-import type { MetricUnit } from "./stats.js";
+import type { MetricUnit } from './stats.js';
 
 /** How to show a group of values: divide by `divisor`, print `decimals` places, label with `label`. */
 export interface DisplayUnit {
@@ -26,19 +26,19 @@ function scaled(label: string, divisor: number, magnitude: number): DisplayUnit 
 export function displayUnitFor(unit: MetricUnit, magnitude: number): DisplayUnit {
   const size = Math.abs(magnitude);
   switch (unit) {
-    case "bit/s":
-      if (size >= 1e9) return scaled("Gbit/s", 1e9, size);
-      if (size >= 1e6) return scaled("Mbit/s", 1e6, size);
-      if (size >= 1e3) return scaled("kbit/s", 1e3, size);
-      return scaled("bit/s", 1, size);
-    case "conn/s":
-      if (size >= 1e3) return scaled("kconn/s", 1e3, size);
-      return scaled("conn/s", 1, size);
-    case "us":
-      if (size >= 1e3) return scaled("ms", 1e3, size);
-      return scaled("us", 1, size);
-    case "packets":
-      return { label: "packets", divisor: 1, decimals: 0 };
+    case 'bit/s':
+      if (size >= 1e9) return scaled('Gbit/s', 1e9, size);
+      if (size >= 1e6) return scaled('Mbit/s', 1e6, size);
+      if (size >= 1e3) return scaled('kbit/s', 1e3, size);
+      return scaled('bit/s', 1, size);
+    case 'conn/s':
+      if (size >= 1e3) return scaled('kconn/s', 1e3, size);
+      return scaled('conn/s', 1, size);
+    case 'us':
+      if (size >= 1e3) return scaled('ms', 1e3, size);
+      return scaled('us', 1, size);
+    case 'packets':
+      return { label: 'packets', divisor: 1, decimals: 0 };
   }
 }
 
@@ -59,7 +59,7 @@ export function formatPercent(fraction: number): string {
 
 /** A value in the display unit its own size picks, with the unit, e.g. "38.17 Gbit/s"; "-" when missing. */
 export function formatWithUnit(value: number | undefined, unit: MetricUnit): string {
-  if (value === undefined) return "-";
+  if (value === undefined) return '-';
   const display = displayUnitFor(unit, value);
   return `${formatScaled(value, display)} ${display.label}`;
 }

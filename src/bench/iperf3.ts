@@ -1,5 +1,5 @@
-import { BenchParseError } from "./errors.js";
-import { isJsonObject, JsonFields } from "./json-fields.js";
+import { BenchParseError } from './errors.js';
+import { isJsonObject, JsonFields } from './json-fields.js';
 
 /** One iperf3 TCP client run, as measured by the receiving side. */
 export interface Iperf3Result {
@@ -30,25 +30,25 @@ export interface Iperf3Result {
  * bytes.
  */
 export function parseIperf3Json(text: string): Iperf3Result {
-  const root = JsonFields.parse("iperf3", text);
-  const testStart = root.object("start").object("test_start");
-  const streams = testStart.count("num_streams");
-  const blockSizeBytes = testStart.count("blksize");
+  const root = JsonFields.parse('iperf3', text);
+  const testStart = root.object('start').object('test_start');
+  const streams = testStart.count('num_streams');
+  const blockSizeBytes = testStart.count('blksize');
 
-  const end = root.object("end");
-  const received = end.object("sum_received");
-  const bitsPerSecond = received.number("bits_per_second");
-  const bytes = received.count("bytes");
-  const seconds = received.number("seconds");
+  const end = root.object('end');
+  const received = end.object('sum_received');
+  const bitsPerSecond = received.number('bits_per_second');
+  const bytes = received.count('bytes');
+  const seconds = received.number('seconds');
   if (seconds === 0 || bytes === 0) {
-    throw new BenchParseError("iperf3", `receiver got ${bytes} bytes in ${seconds} s; nothing was measured`);
+    throw new BenchParseError('iperf3', `receiver got ${bytes} bytes in ${seconds} s; nothing was measured`);
   }
 
   const result: Iperf3Result = { bitsPerSecond, bytes, seconds, streams, blockSizeBytes };
-  const sent = end.raw("sum_sent");
+  const sent = end.raw('sum_sent');
   if (isJsonObject(sent)) {
-    const retransmits = sent["retransmits"];
-    if (typeof retransmits === "number" && Number.isInteger(retransmits) && retransmits >= 0) {
+    const retransmits = sent['retransmits'];
+    if (typeof retransmits === 'number' && Number.isInteger(retransmits) && retransmits >= 0) {
       return { ...result, retransmits };
     }
   }

@@ -1,10 +1,10 @@
-import { BenchParseError, type BenchOutputSource } from "./errors.js";
+import { BenchParseError, type BenchOutputSource } from './errors.js';
 
 /** A parsed JSON object (not an array, not null). */
 export type JsonObject = Record<string, unknown>;
 
 export function isJsonObject(value: unknown): value is JsonObject {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /**
@@ -25,8 +25,8 @@ export class JsonFields {
    * non-object JSON and a reported error all throw.
    */
   static parse(source: BenchOutputSource, text: string): JsonFields {
-    if (text.trim() === "") {
-      throw new BenchParseError(source, "empty output");
+    if (text.trim() === '') {
+      throw new BenchParseError(source, 'empty output');
     }
     let parsed: unknown;
     try {
@@ -36,14 +36,14 @@ export class JsonFields {
       throw new BenchParseError(source, `invalid or truncated JSON (${detail})`);
     }
     if (!isJsonObject(parsed)) {
-      throw new BenchParseError(source, "expected a JSON object at the top level");
+      throw new BenchParseError(source, 'expected a JSON object at the top level');
     }
-    const reported = parsed["error"];
+    const reported = parsed['error'];
     if (reported !== undefined) {
-      const message = typeof reported === "string" ? reported : JSON.stringify(reported);
+      const message = typeof reported === 'string' ? reported : JSON.stringify(reported);
       throw new BenchParseError(source, `${source} reported an error: ${message}`);
     }
-    return new JsonFields(source, parsed, "");
+    return new JsonFields(source, parsed, '');
   }
 
   /** `key` as it is, for optional fields read leniently. */
@@ -52,7 +52,7 @@ export class JsonFields {
   }
 
   private pathOf(key: string): string {
-    return this.path === "" ? key : `${this.path}.${key}`;
+    return this.path === '' ? key : `${this.path}.${key}`;
   }
 
   /** `key` as an object, or throws. */
@@ -68,7 +68,7 @@ export class JsonFields {
   number(key: string): number {
     const value = this.value[key];
     const path = this.pathOf(key);
-    if (typeof value !== "number" || !Number.isFinite(value)) {
+    if (typeof value !== 'number' || !Number.isFinite(value)) {
       throw new BenchParseError(this.source, `missing or non-numeric field ${path}`);
     }
     if (value < 0) {

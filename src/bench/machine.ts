@@ -1,10 +1,10 @@
 /** Facts about the machine a bench ran on, for the report. */
-import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { availableParallelism, cpus, loadavg, release, totalmem, version } from "node:os";
-import { join } from "node:path";
-import { PACKAGE_ROOT } from "../core/paths.js";
-import type { ToolPaths } from "./workloads.js";
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, release, totalmem, version } from 'node:os';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../core/paths.js';
+import type { ToolPaths } from './workloads.js';
 
 export interface MachineFacts {
   /** `uname -r`. */
@@ -27,49 +27,56 @@ export interface MachineFacts {
 
 function firstLine(command: string, args: readonly string[], lenient = true): string | null {
   try {
-    const out = execFileSync(command, args, { stdio: ["ignore", "pipe", "pipe"], timeout: 5000 });
-    return out.toString().trim().split("\n")[0]?.trim() || null;
+    const out = execFileSync(command, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: 5000 });
+    return out.toString().trim().split('\n')[0]?.trim() || null;
   } catch (e) {
     if (!lenient) return null;
     // Some tools print their version on stderr or exit non-zero after printing it.
     const err = e as { stdout?: Buffer; stderr?: Buffer };
-    const text = `${err.stdout?.toString() ?? ""}${err.stderr?.toString() ?? ""}`.trim();
-    return text.split("\n")[0]?.trim() || null;
+    const text = `${err.stdout?.toString() ?? ''}${err.stderr?.toString() ?? ''}`.trim();
+    return text.split('\n')[0]?.trim() || null;
   }
 }
 
 function packageVersion(): string {
   try {
-    const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version?: string };
-    return pkg.version ?? "unknown";
+    const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
   } catch {
-    return "unknown";
+    return 'unknown';
   }
 }
 
 export function machineFacts(tools: ToolPaths): MachineFacts {
   const toolVersions: Record<string, string | null> = {};
-  const versionArgs: Record<string, string[]> = { iperf3: ["--version"], sockperf: ["--version"], tcpdump: ["--version"], sbload: ["--help"], ip: ["-V"], nsenter: ["--version"] };
+  const versionArgs: Record<string, string[]> = {
+    iperf3: ['--version'],
+    sockperf: ['--version'],
+    tcpdump: ['--version'],
+    sbload: ['--help'],
+    ip: ['-V'],
+    nsenter: ['--version'],
+  };
   for (const [name, path] of Object.entries(tools)) {
     if (path === undefined) {
       toolVersions[name] = null;
-    } else if (name === "sbload") {
+    } else if (name === 'sbload') {
       toolVersions[name] = path;
     } else {
-      const line = firstLine(path, versionArgs[name] ?? ["--version"]);
+      const line = firstLine(path, versionArgs[name] ?? ['--version']);
       // sockperf prints a banner with ANSI colours.
-      toolVersions[name] = line === null ? null : line.replace(/\x1b\[[0-9;]*m/g, "");
+      toolVersions[name] = line === null ? null : line.replace(/\x1b\[[0-9;]*m/g, '');
     }
   }
   return {
     kernel: release(),
     kernelBuild: version(),
     nproc: availableParallelism(),
-    cpuModel: cpus()[0]?.model.trim() ?? "unknown",
+    cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
     memoryGiB: Number((totalmem() / 2 ** 30).toFixed(1)),
     node: process.version,
     sockbypassVersion: packageVersion(),
-    gitCommit: firstLine("git", ["-C", PACKAGE_ROOT, "describe", "--always", "--dirty"], false),
+    gitCommit: firstLine('git', ['-C', PACKAGE_ROOT, 'describe', '--always', '--dirty'], false),
     tools: toolVersions,
     loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))),
   };

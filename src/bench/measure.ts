@@ -4,15 +4,15 @@
  * discarded; or one reference run (AF_UNIX, or the same tool over TCP).
  * A tool's failure discards the run; an abort (signal) stops the bench.
  */
-import type { Counters } from "../core/layout.js";
-import type { Policy } from "../core/policy.js";
-import { bypassOff, bypassOn, isLoaded, observeOff, readBenchCounters } from "./bypass-toggle.js";
-import { BenchAborted, ToolFailure, type BenchEnv } from "./env.js";
-import { formatWithUnit } from "./format.js";
-import type { ReferenceKind, ReferenceRecord, RunRecord } from "./report.js";
-import type { BypassMode } from "./stats.js";
-import { countersDelta, verifyOffRun, verifyOnRun, type VerifyThresholds } from "./verify.js";
-import type { Measurement, ReferenceDef, ReferenceMeasurement, RunContext, Workload } from "./workloads.js";
+import type { Counters } from '../core/layout.js';
+import type { Policy } from '../core/policy.js';
+import { bypassOff, bypassOn, isLoaded, observeOff, readBenchCounters } from './bypass-toggle.js';
+import { BenchAborted, ToolFailure, type BenchEnv } from './env.js';
+import { formatWithUnit } from './format.js';
+import type { ReferenceKind, ReferenceRecord, RunRecord } from './report.js';
+import type { BypassMode } from './stats.js';
+import { countersDelta, verifyOffRun, verifyOnRun, type VerifyThresholds } from './verify.js';
+import type { Measurement, ReferenceDef, ReferenceMeasurement, RunContext, Workload } from './workloads.js';
 
 /** What every step of one bench shares. */
 export interface StepSetup {
@@ -36,9 +36,9 @@ export interface RunSlot {
 }
 
 const REFERENCE_LABELS: Record<ReferenceKind, string> = {
-  af_unix: "reference: AF_UNIX",
-  tcp_same_tool: "same-tool check: TCP, bypass off",
-  tcp_same_tool_on: "same-tool check: TCP, bypass on",
+  af_unix: 'reference: AF_UNIX',
+  tcp_same_tool: 'same-tool check: TCP, bypass off',
+  tcp_same_tool_on: 'same-tool check: TCP, bypass on',
 };
 
 function describeError(e: unknown): string {
@@ -68,8 +68,8 @@ interface RunOutcome extends Attempt<Measurement> {
   /** Why the run is not what it claims (from the verification). */
   readonly reasons: readonly string[];
   readonly counters?: Counters;
-  readonly programIds?: RunRecord["programIds"];
-  readonly offCheck?: RunRecord["offCheck"];
+  readonly programIds?: RunRecord['programIds'];
+  readonly offCheck?: RunRecord['offCheck'];
 }
 
 async function onRun(setup: StepSetup, w: Workload): Promise<RunOutcome> {
@@ -91,7 +91,11 @@ async function onRun(setup: StepSetup, w: Workload): Promise<RunOutcome> {
 async function offRun(setup: StepSetup, w: Workload): Promise<RunOutcome> {
   const before = observeOff(setup.env);
   const tried = await attempt(setup.env, () => w.run(setup.ctx));
-  const offCheck = { loadedBefore: before.loadedBefore, loadedAfter: isLoaded(setup.env), effectivePrograms: before.effectivePrograms };
+  const offCheck = {
+    loadedBefore: before.loadedBefore,
+    loadedAfter: isLoaded(setup.env),
+    effectivePrograms: before.effectivePrograms,
+  };
   return { ...tried, reasons: verifyOffRun(offCheck), offCheck };
 }
 
@@ -110,21 +114,25 @@ function valueProblems(values: Readonly<Record<string, number>>, w: Workload): s
 function runResultText(record: RunRecord, w: Workload): string {
   const first = w.metrics[0];
   const value = first === undefined ? undefined : record.values[first.key];
-  const shown = first ? formatWithUnit(value, first.unit) : "";
+  const shown = first ? formatWithUnit(value, first.unit) : '';
   if (record.kept) return `${shown}\n`;
-  return `${value === undefined ? "" : `${shown}, `}DISCARDED (${record.discardReason})\n`;
+  return `${value === undefined ? '' : `${shown}, `}DISCARDED (${record.discardReason})\n`;
 }
 
 /** One run of `w`, ON or OFF, verified: kept, or discarded with its reasons. */
 export async function measureRun(setup: StepSetup, w: Workload, slot: RunSlot): Promise<RunRecord> {
   setup.env.throwIfAborted();
-  setup.progress(`[${slot.step}/${setup.totalSteps}] ${w.title} ${slot.mode}, pair ${slot.pair + 1}/${setup.pairs} ... `);
+  setup.progress(
+    `[${slot.step}/${setup.totalSteps}] ${w.title} ${slot.mode}, pair ${slot.pair + 1}/${setup.pairs} ... `,
+  );
   const started = new Date();
   const t0 = process.hrtime.bigint();
-  const outcome = slot.mode === "on" ? await onRun(setup, w) : await offRun(setup, w);
+  const outcome = slot.mode === 'on' ? await onRun(setup, w) : await offRun(setup, w);
   const values = outcome.measurement?.values ?? {};
   const reasons =
-    outcome.failure !== undefined ? [outcome.failure, ...outcome.reasons] : [...outcome.reasons, ...valueProblems(values, w)];
+    outcome.failure !== undefined
+      ? [outcome.failure, ...outcome.reasons]
+      : [...outcome.reasons, ...valueProblems(values, w)];
   const elapsedSeconds = Number((Number(process.hrtime.bigint() - t0) / 1e9).toFixed(3));
   const record: RunRecord = {
     index: slot.index,
@@ -137,7 +145,7 @@ export async function measureRun(setup: StepSetup, w: Workload, slot: RunSlot): 
     elapsedSeconds,
     values,
     kept: reasons.length === 0,
-    ...(reasons.length > 0 ? { discardReason: reasons.join("; ") } : {}),
+    ...(reasons.length > 0 ? { discardReason: reasons.join('; ') } : {}),
     ...(outcome.counters ? { counters: outcome.counters } : {}),
     ...(outcome.programIds ? { programIds: outcome.programIds } : {}),
     ...(outcome.offCheck ? { offCheck: outcome.offCheck } : {}),
@@ -174,24 +182,32 @@ async function referenceOn(setup: StepSetup, ref: ReferenceDef): Promise<Referen
 }
 
 async function referenceOutcome(setup: StepSetup, ref: ReferenceDef, kind: ReferenceKind): Promise<ReferenceOutcome> {
-  if (isLoaded(setup.env)) throw new Error("sockbypass is loaded; reference runs need it off");
-  if (kind === "tcp_same_tool_on") return referenceOn(setup, ref);
-  return { measured: kind === "af_unix" ? await ref.run(setup.ctx) : await ref.runTcpCheck(setup.ctx) };
+  if (isLoaded(setup.env)) throw new Error('sockbypass is loaded; reference runs need it off');
+  if (kind === 'tcp_same_tool_on') return referenceOn(setup, ref);
+  return { measured: kind === 'af_unix' ? await ref.run(setup.ctx) : await ref.runTcpCheck(setup.ctx) };
 }
 
 /** One reference run of `w`'s pair `pair`; a failed one is recorded with its error and left out of the figures. */
-export async function measureReference(setup: StepSetup, w: Workload, pair: number, kind: ReferenceKind, step: number): Promise<ReferenceRecord> {
+export async function measureReference(
+  setup: StepSetup,
+  w: Workload,
+  pair: number,
+  kind: ReferenceKind,
+  step: number,
+): Promise<ReferenceRecord> {
   setup.env.throwIfAborted();
   const ref = w.reference;
   if (!ref) throw new Error(`workload ${w.id} has no reference`);
-  const command = kind === "af_unix" ? ref.command : ref.checkCommand;
+  const command = kind === 'af_unix' ? ref.command : ref.checkCommand;
   setup.progress(`[${step}/${setup.totalSteps}] ${w.title} ${REFERENCE_LABELS[kind]} (${command}) ... `);
   const tried = await attempt(setup.env, () => referenceOutcome(setup, ref, kind));
   const outcome = tried.measurement;
   const error = tried.failure ?? outcome?.failure;
   const values = outcome?.measured.values ?? {};
   const first = w.metrics[0];
-  setup.progress(error === undefined ? `${first ? formatWithUnit(values[first.key], first.unit) : ""}\n` : `FAILED (${error})\n`);
+  setup.progress(
+    error === undefined ? `${first ? formatWithUnit(values[first.key], first.unit) : ''}\n` : `FAILED (${error})\n`,
+  );
   return {
     workload: w.id,
     pair,

@@ -1,12 +1,22 @@
 /** The metrics the workloads report, shared by the same-host rows (workloads.ts) and the outside-veth rows. */
-import type { MetricDef } from "./workloads.js";
+import type { MetricDef } from './workloads.js';
 
-export const THROUGHPUT: MetricDef = { key: "bitsPerSecond", name: "throughput", unit: "bit/s", direction: "higher-is-better" };
+export const THROUGHPUT: MetricDef = {
+  key: 'bitsPerSecond',
+  name: 'throughput',
+  unit: 'bit/s',
+  direction: 'higher-is-better',
+};
 
 export const LATENCY: readonly MetricDef[] = [
-  { key: "p50Us", name: "p50 latency", unit: "us", direction: "lower-is-better" },
-  { key: "p99Us", name: "p99 latency", unit: "us", direction: "lower-is-better" },
-  { key: "p999Us", name: "p99.9 latency", unit: "us", direction: "lower-is-better" },
+  { key: 'p50Us', name: 'p50 latency', unit: 'us', direction: 'lower-is-better' },
+  { key: 'p99Us', name: 'p99 latency', unit: 'us', direction: 'lower-is-better' },
+  { key: 'p999Us', name: 'p99.9 latency', unit: 'us', direction: 'lower-is-better' },
 ];
 
-export const CONNECTION_RATE: MetricDef = { key: "connectionsPerSecond", name: "connection rate", unit: "conn/s", direction: "higher-is-better" };
+export const CONNECTION_RATE: MetricDef = {
+  key: 'connectionsPerSecond',
+  name: 'connection rate',
+  unit: 'conn/s',
+  direction: 'higher-is-better',
+};

@@ -10,21 +10,21 @@
  * bench's cleanup (env.addCleanup) on success, failure and interrupt alike:
  * deleting a namespace deletes its veth end and with it the pair.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { ToolFailure, type BenchEnv } from "./env.js";
-import type { Placement } from "./tool-runs.js";
-import type { RunContext } from "./workloads.js";
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ToolFailure, type BenchEnv } from './env.js';
+import type { Placement } from './tool-runs.js';
+import type { RunContext } from './workloads.js';
 
 /** Inside 198.18.0.0/15, the range reserved for benchmarks; a /30 of two hosts. */
-export const OUTSIDE_SERVER_ADDRESS = "198.19.94.1";
-export const OUTSIDE_CLIENT_ADDRESS = "198.19.94.2";
+export const OUTSIDE_SERVER_ADDRESS = '198.19.94.1';
+export const OUTSIDE_CLIENT_ADDRESS = '198.19.94.2';
 const PREFIX_LENGTH = 30;
 /** Names inside the bench's own namespaces, so they cannot clash with anything. */
-const SERVER_VETH = "sbb-srv";
-const CLIENT_VETH = "sbb-cli";
+const SERVER_VETH = 'sbb-srv';
+const CLIENT_VETH = 'sbb-cli';
 /** First port handed out; every run gets a new one, so no run meets a previous run's leftovers. */
 const FIRST_PORT = 20000;
 
@@ -47,7 +47,7 @@ function netnsPath(name: string): string {
 /** `<env name>-srv` and `-cli`, or with a `-<n>` suffix if a crashed run left such a namespace. */
 function freeNamespaceNames(env: BenchEnv): { server: string; client: string } {
   for (let n = 0; n < 100; n++) {
-    const suffix = n === 0 ? "" : `-${n}`;
+    const suffix = n === 0 ? '' : `-${n}`;
     const names = { server: `${env.name}-srv${suffix}`, client: `${env.name}-cli${suffix}` };
     if (!existsSync(netnsPath(names.server)) && !existsSync(netnsPath(names.client))) return names;
   }
@@ -56,20 +56,20 @@ function freeNamespaceNames(env: BenchEnv): { server: string; client: string } {
 
 function runIp(ip: string, args: readonly string[]): void {
   try {
-    execFileSync(ip, args, { stdio: ["ignore", "pipe", "pipe"], timeout: 10_000 });
+    execFileSync(ip, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
   } catch (e) {
     const stderr = (e as { stderr?: Buffer }).stderr?.toString().trim();
-    throw new ToolFailure(`ip ${args.join(" ")}: ${stderr || (e as Error).message}`);
+    throw new ToolFailure(`ip ${args.join(' ')}: ${stderr || (e as Error).message}`);
   }
 }
 
 /** Adds namespace `name`, registering its deletion first, and brings its lo up. */
 function addNamespace(env: BenchEnv, ip: string, name: string): void {
   env.addCleanup(`deleting network namespace ${name}`, () => {
-    if (existsSync(netnsPath(name))) runIp(ip, ["netns", "delete", name]);
+    if (existsSync(netnsPath(name))) runIp(ip, ['netns', 'delete', name]);
   });
-  runIp(ip, ["netns", "add", name]);
-  runIp(ip, ["-n", name, "link", "set", "lo", "up"]);
+  runIp(ip, ['netns', 'add', name]);
+  runIp(ip, ['-n', name, 'link', 'set', 'lo', 'up']);
 }
 
 function build(env: BenchEnv, ip: string): OutsidePeer {
@@ -77,11 +77,24 @@ function build(env: BenchEnv, ip: string): OutsidePeer {
   addNamespace(env, ip, names.server);
   addNamespace(env, ip, names.client);
   // Created straight into the two namespaces: the host's namespace never holds either end.
-  runIp(ip, ["link", "add", SERVER_VETH, "netns", names.server, "type", "veth", "peer", "name", CLIENT_VETH, "netns", names.client]);
-  runIp(ip, ["-n", names.server, "addr", "add", `${OUTSIDE_SERVER_ADDRESS}/${PREFIX_LENGTH}`, "dev", SERVER_VETH]);
-  runIp(ip, ["-n", names.client, "addr", "add", `${OUTSIDE_CLIENT_ADDRESS}/${PREFIX_LENGTH}`, "dev", CLIENT_VETH]);
-  runIp(ip, ["-n", names.server, "link", "set", SERVER_VETH, "up"]);
-  runIp(ip, ["-n", names.client, "link", "set", CLIENT_VETH, "up"]);
+  runIp(ip, [
+    'link',
+    'add',
+    SERVER_VETH,
+    'netns',
+    names.server,
+    'type',
+    'veth',
+    'peer',
+    'name',
+    CLIENT_VETH,
+    'netns',
+    names.client,
+  ]);
+  runIp(ip, ['-n', names.server, 'addr', 'add', `${OUTSIDE_SERVER_ADDRESS}/${PREFIX_LENGTH}`, 'dev', SERVER_VETH]);
+  runIp(ip, ['-n', names.client, 'addr', 'add', `${OUTSIDE_CLIENT_ADDRESS}/${PREFIX_LENGTH}`, 'dev', CLIENT_VETH]);
+  runIp(ip, ['-n', names.server, 'link', 'set', SERVER_VETH, 'up']);
+  runIp(ip, ['-n', names.client, 'link', 'set', CLIENT_VETH, 'up']);
   const scratchDir = mkdtempSync(join(tmpdir(), `${env.name}-outside-`));
   env.addCleanup(`removing ${scratchDir}`, () => rmSync(scratchDir, { recursive: true, force: true }));
   let port = FIRST_PORT;
@@ -100,7 +113,7 @@ export function outsidePeer(ctx: RunContext): OutsidePeer {
   const existing = built.get(ctx.env);
   if (existing) return existing;
   const ip = ctx.tools.ip;
-  if (ip === undefined) throw new ToolFailure("ip is not installed");
+  if (ip === undefined) throw new ToolFailure('ip is not installed');
   const peer = build(ctx.env, ip);
   built.set(ctx.env, peer);
   return peer;
@@ -108,14 +121,14 @@ export function outsidePeer(ctx: RunContext): OutsidePeer {
 
 /** argv that runs `command` in network namespace `ns` (nsenter execs it: the PID stays the command's). */
 export function inNamespace(nsenter: string, ns: string, command: string, args: readonly string[]): [string, string[]] {
-  return [nsenter, [`--net=${netnsPath(ns)}`, "--", command, ...args]];
+  return [nsenter, [`--net=${netnsPath(ns)}`, '--', command, ...args]];
 }
 
 /** Server in the outside namespace and outside the bench cgroup; client in the other namespace, inside it. */
 export function outsidePlacement(ctx: RunContext): Placement {
   const peer = outsidePeer(ctx);
   const nsenter = ctx.tools.nsenter;
-  if (nsenter === undefined) throw new ToolFailure("nsenter is not installed");
+  if (nsenter === undefined) throw new ToolFailure('nsenter is not installed');
   return {
     host: peer.serverAddress,
     port: () => Promise.resolve(peer.nextPort()),

@@ -3,11 +3,11 @@
  * reference run, and the figures derived from them. Types only; assemble.ts
  * builds it, render.ts shows it.
  */
-import type { Counters } from "../core/layout.js";
-import type { MachineFacts } from "./machine.js";
-import type { BypassMode, MetricUnit, WorkloadSummary } from "./stats.js";
-import type { VerifyThresholds } from "./verify.js";
-import type { Workload } from "./workloads.js";
+import type { Counters } from '../core/layout.js';
+import type { MachineFacts } from './machine.js';
+import type { BypassMode, MetricUnit, WorkloadSummary } from './stats.js';
+import type { VerifyThresholds } from './verify.js';
+import type { Workload } from './workloads.js';
 
 export interface RunRecord {
   /** 1-based position in run order among all runs of the bench. */
@@ -29,12 +29,16 @@ export interface RunRecord {
   readonly counters?: Counters;
   readonly programIds?: { readonly sockOps: number; readonly skMsg: number };
   /** OFF runs: what showed nothing was loaded. */
-  readonly offCheck?: { readonly loadedBefore: boolean; readonly loadedAfter: boolean; readonly effectivePrograms: readonly string[] | null };
+  readonly offCheck?: {
+    readonly loadedBefore: boolean;
+    readonly loadedAfter: boolean;
+    readonly effectivePrograms: readonly string[] | null;
+  };
   readonly detail?: Readonly<Record<string, unknown>>;
 }
 
 /** AF_UNIX; the same tool over TCP with the bypass off; and with it on (the like-for-like comparison with AF_UNIX). */
-export type ReferenceKind = "af_unix" | "tcp_same_tool" | "tcp_same_tool_on";
+export type ReferenceKind = 'af_unix' | 'tcp_same_tool' | 'tcp_same_tool_on';
 
 export interface ReferenceRecord {
   readonly workload: string;
@@ -89,7 +93,7 @@ export interface LeftAloneSummary {
 }
 
 /** A run that was not kept, with why. */
-export interface DiscardedEntry extends Pick<RunRecord, "index" | "workload" | "title" | "pair" | "mode" | "values"> {
+export interface DiscardedEntry extends Pick<RunRecord, 'index' | 'workload' | 'title' | 'pair' | 'mode' | 'values'> {
   readonly reason: string;
 }
 
@@ -111,14 +115,14 @@ export interface PlanSettings {
 }
 
 /** A workload of the plan, as the report records it. */
-export interface WorkloadSettings extends Pick<Workload, "id" | "title" | "command"> {
+export interface WorkloadSettings extends Pick<Workload, 'id' | 'title' | 'command'> {
   /** The metrics' names. */
   readonly metrics: readonly string[];
   readonly reference: { readonly command: string; readonly checkCommand: string } | null;
 }
 
 export interface BenchReport {
-  readonly schema: "sockbypass-bench/1";
+  readonly schema: 'sockbypass-bench/1';
   readonly commandLine: string;
   readonly startedAt: string;
   readonly finishedAt: string;

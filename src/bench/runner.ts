@@ -14,20 +14,20 @@
  * runs one step, assemble.ts turns the records into the report (report.ts),
  * render.ts shows it.
  */
-import { existsSync } from "node:fs";
-import { objectMissing } from "../errors.js";
-import { DEFAULT_OBJECT } from "../core/paths.js";
-import { checkKernel, checkPrivileges } from "../os/preflight.js";
-import { ALLOW_ALL, formatPolicy, type Policy } from "../core/policy.js";
-import { assembleReport } from "./assemble.js";
-import { BenchAborted, BenchEnv, type BenchEnvOptions } from "./env.js";
-import { machineFacts } from "./machine.js";
-import { measureReference, measureRun, type RunSlot, type StepSetup } from "./measure.js";
-import { pairOrder, planBench, referenceOrder, referenceRuns, type BenchPlan, type PlanOptions } from "./plan.js";
-import type { BenchReport, ReferenceRecord, RunRecord } from "./report.js";
-import type { BypassMode } from "./stats.js";
-import { DEFAULT_THRESHOLDS, type VerifyThresholds } from "./verify.js";
-import { findTools, type Workload } from "./workloads.js";
+import { existsSync } from 'node:fs';
+import { objectMissing } from '../errors.js';
+import { DEFAULT_OBJECT } from '../core/paths.js';
+import { checkKernel, checkPrivileges } from '../os/preflight.js';
+import { ALLOW_ALL, formatPolicy, type Policy } from '../core/policy.js';
+import { assembleReport } from './assemble.js';
+import { BenchAborted, BenchEnv, type BenchEnvOptions } from './env.js';
+import { machineFacts } from './machine.js';
+import { measureReference, measureRun, type RunSlot, type StepSetup } from './measure.js';
+import { pairOrder, planBench, referenceOrder, referenceRuns, type BenchPlan, type PlanOptions } from './plan.js';
+import type { BenchReport, ReferenceRecord, RunRecord } from './report.js';
+import type { BypassMode } from './stats.js';
+import { DEFAULT_THRESHOLDS, type VerifyThresholds } from './verify.js';
+import { findTools, type Workload } from './workloads.js';
 
 export interface BenchOptions extends PlanOptions {
   readonly maxEntries?: number;
@@ -52,7 +52,7 @@ interface Recorded {
 
 /** Fail before creating anything when the bypass cannot be loaded at all. */
 function preflight(): void {
-  checkPrivileges("run the bench");
+  checkPrivileges('run the bench');
   if (!existsSync(DEFAULT_OBJECT)) throw objectMissing(DEFAULT_OBJECT);
   checkKernel();
 }
@@ -62,18 +62,18 @@ function listenForAborts(env: BenchEnv, options: BenchOptions): () => void {
   const onSignal = (signal: NodeJS.Signals) => env.abort(signal);
   const handleSignals = options.handleSignals ?? true;
   if (handleSignals) {
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   }
-  const onAbortSignal = () => env.abort(String(options.signal?.reason ?? "aborted"));
+  const onAbortSignal = () => env.abort(String(options.signal?.reason ?? 'aborted'));
   if (options.signal?.aborted) onAbortSignal();
-  options.signal?.addEventListener("abort", onAbortSignal);
+  options.signal?.addEventListener('abort', onAbortSignal);
   return () => {
     if (handleSignals) {
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
     }
-    options.signal?.removeEventListener("abort", onAbortSignal);
+    options.signal?.removeEventListener('abort', onAbortSignal);
   };
 }
 
@@ -87,7 +87,13 @@ function nextSlot(recorded: Recorded, pair: number, mode: BypassMode, positionIn
 }
 
 /** One on/off pair of `w`, then its reference runs when the plan has them. */
-async function runPair(setup: StepSetup, plan: BenchPlan, w: Workload, pair: number, recorded: Recorded): Promise<void> {
+async function runPair(
+  setup: StepSetup,
+  plan: BenchPlan,
+  w: Workload,
+  pair: number,
+  recorded: Recorded,
+): Promise<void> {
   const [first, second] = pairOrder(pair);
   recorded.runs.push(await measureRun(setup, w, nextSlot(recorded, pair, first, 1)));
   recorded.runs.push(await measureRun(setup, w, nextSlot(recorded, pair, second, 2)));
@@ -144,7 +150,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
   }
   return assembleReport({
     plan,
-    commandLine: options.commandLine ?? process.argv.join(" "),
+    commandLine: options.commandLine ?? process.argv.join(' '),
     startedAt,
     finishedAt: new Date(),
     machine,

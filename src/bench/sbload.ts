@@ -1,9 +1,9 @@
-import { BenchParseError } from "./errors.js";
-import { JsonFields } from "./json-fields.js";
+import { BenchParseError } from './errors.js';
+import { JsonFields } from './json-fields.js';
 
 /** `sbload` in stream mode: one-way bulk transfer. */
 export interface SbloadStreamResult {
-  readonly mode: "stream";
+  readonly mode: 'stream';
   readonly bytes: number;
   readonly seconds: number;
   readonly bitsPerSecond: number;
@@ -15,7 +15,7 @@ export interface SbloadStreamResult {
  * convention, so check sbload's own definition before comparing the two.
  */
 export interface SbloadRrResult {
-  readonly mode: "rr";
+  readonly mode: 'rr';
   readonly p50Us: number;
   readonly p99Us: number;
   readonly p999Us: number;
@@ -24,7 +24,7 @@ export interface SbloadRrResult {
 
 /** `sbload` in connect/request/response mode: connection setup rate. */
 export interface SbloadCrrResult {
-  readonly mode: "crr";
+  readonly mode: 'crr';
   readonly connectionsPerSecond: number;
   readonly connections: number;
   /** Connections that failed; a non-zero value is reported, not rejected. */
@@ -32,45 +32,45 @@ export interface SbloadCrrResult {
 }
 
 export type SbloadResult = SbloadStreamResult | SbloadRrResult | SbloadCrrResult;
-export type SbloadMode = SbloadResult["mode"];
+export type SbloadMode = SbloadResult['mode'];
 export type SbloadResultOf<M extends SbloadMode> = Extract<SbloadResult, { mode: M }>;
 
 function fail(reason: string): never {
-  throw new BenchParseError("sbload", reason);
+  throw new BenchParseError('sbload', reason);
 }
 
 function parseStream(fields: JsonFields): SbloadStreamResult {
-  const bytes = fields.count("bytes");
-  const seconds = fields.number("seconds");
-  const bitsPerSecond = fields.number("bitsPerSecond");
+  const bytes = fields.count('bytes');
+  const seconds = fields.number('seconds');
+  const bitsPerSecond = fields.number('bitsPerSecond');
   if (bytes === 0 || seconds === 0) {
     fail(`stream moved ${bytes} bytes in ${seconds} s; nothing was measured`);
   }
-  return { mode: "stream", bytes, seconds, bitsPerSecond };
+  return { mode: 'stream', bytes, seconds, bitsPerSecond };
 }
 
 function parseRr(fields: JsonFields): SbloadRrResult {
-  const p50Us = fields.number("p50Us");
-  const p99Us = fields.number("p99Us");
-  const p999Us = fields.number("p999Us");
-  const roundTrips = fields.count("roundTrips");
+  const p50Us = fields.number('p50Us');
+  const p99Us = fields.number('p99Us');
+  const p999Us = fields.number('p999Us');
+  const roundTrips = fields.count('roundTrips');
   if (roundTrips === 0) {
-    fail("rr completed 0 round trips; nothing was measured");
+    fail('rr completed 0 round trips; nothing was measured');
   }
   if (!(p50Us <= p99Us && p99Us <= p999Us)) {
     fail(`percentiles out of order: p50Us=${p50Us} p99Us=${p99Us} p999Us=${p999Us}`);
   }
-  return { mode: "rr", p50Us, p99Us, p999Us, roundTrips };
+  return { mode: 'rr', p50Us, p99Us, p999Us, roundTrips };
 }
 
 function parseCrr(fields: JsonFields): SbloadCrrResult {
-  const connectionsPerSecond = fields.number("connectionsPerSecond");
-  const connections = fields.count("connections");
-  const failures = fields.count("failures");
+  const connectionsPerSecond = fields.number('connectionsPerSecond');
+  const connections = fields.count('connections');
+  const failures = fields.count('failures');
   if (connections === 0) {
-    fail("crr completed 0 connections; nothing was measured");
+    fail('crr completed 0 connections; nothing was measured');
   }
-  return { mode: "crr", connectionsPerSecond, connections, failures };
+  return { mode: 'crr', connectionsPerSecond, connections, failures };
 }
 
 /**
@@ -82,17 +82,17 @@ function parseCrr(fields: JsonFields): SbloadCrrResult {
 export function parseSbloadOutput(text: string): SbloadResult;
 export function parseSbloadOutput<M extends SbloadMode>(text: string, expectedMode: M): SbloadResultOf<M>;
 export function parseSbloadOutput(text: string, expectedMode?: SbloadMode): SbloadResult {
-  const fields = JsonFields.parse("sbload", text);
-  const mode = fields.raw("mode");
+  const fields = JsonFields.parse('sbload', text);
+  const mode = fields.raw('mode');
   if (expectedMode !== undefined && mode !== expectedMode) {
     fail(`expected mode "${expectedMode}", got ${JSON.stringify(mode)}`);
   }
   switch (mode) {
-    case "stream":
+    case 'stream':
       return parseStream(fields);
-    case "rr":
+    case 'rr':
       return parseRr(fields);
-    case "crr":
+    case 'crr':
       return parseCrr(fields);
     default:
       return fail(`missing or unknown mode ${JSON.stringify(mode)}`);

@@ -1,4 +1,4 @@
-import { BenchParseError } from "./errors.js";
+import { BenchParseError } from './errors.js';
 
 /**
  * One `sockperf ping-pong` client run.
@@ -15,7 +15,7 @@ export interface SockperfPingPongResult {
    * benchmark must pass `--tcp` to both server and client, and should check
    * that this says "TCP".
    */
-  readonly protocol: "TCP" | "UDP";
+  readonly protocol: 'TCP' | 'UDP';
   /** Median one-way latency, microseconds. */
   readonly p50Us: number;
   /** 99th-percentile one-way latency, microseconds. */
@@ -51,7 +51,7 @@ const FAILURE_MESSAGES: readonly RegExp[] = [
 ];
 
 function fail(reason: string): never {
-  throw new BenchParseError("sockperf", reason);
+  throw new BenchParseError('sockperf', reason);
 }
 
 function matchNumber(text: string, pattern: RegExp, what: string): number {
@@ -65,7 +65,7 @@ function matchNumber(text: string, pattern: RegExp, what: string): number {
 
 function percentileTable(text: string): Map<string, number> {
   const table = new Map<string, number>();
-  const line = new RegExp(String.raw`---> percentile\s+${NUMBER}\s*=\s*${NUMBER}`, "g");
+  const line = new RegExp(String.raw`---> percentile\s+${NUMBER}\s*=\s*${NUMBER}`, 'g');
   for (const match of text.matchAll(line)) {
     const [, percentile, value] = match;
     if (percentile !== undefined && value !== undefined) {
@@ -93,9 +93,9 @@ function requirePercentile(table: Map<string, number>, percentile: string): numb
  * one server are present, or when a required value is missing.
  */
 export function parseSockperfPingPong(rawText: string): SockperfPingPongResult {
-  const text = rawText.replace(ANSI_ESCAPE, "");
-  if (text.trim() === "") {
-    fail("empty output");
+  const text = rawText.replace(ANSI_ESCAPE, '');
+  if (text.trim() === '') {
+    fail('empty output');
   }
   for (const pattern of FAILURE_MESSAGES) {
     const message = pattern.exec(text)?.[1];
@@ -110,38 +110,38 @@ export function parseSockperfPingPong(rawText: string): SockperfPingPongResult {
   }
   // <MIN> is the last line sockperf prints for a run; without it the output was cut short.
   if (!/---> <MIN> observation\s*=\s*\d/.test(text)) {
-    fail("output ends before the percentile table is complete (truncated?)");
+    fail('output ends before the percentile table is complete (truncated?)');
   }
 
   const protocolMatch = /PORT\s*=\s*\d+\s*#\s*(TCP|UDP)\b/.exec(text);
   const protocol = protocolMatch?.[1];
-  if (protocol !== "TCP" && protocol !== "UDP") {
-    fail("missing transport protocol (\"# TCP\" or \"# UDP\")");
+  if (protocol !== 'TCP' && protocol !== 'UDP') {
+    fail('missing transport protocol ("# TCP" or "# UDP")');
   }
 
   const validSeconds = matchNumber(
     text,
     new RegExp(String.raw`\[Valid Duration\] RunTime=${NUMBER} sec`),
-    "[Valid Duration] RunTime",
+    '[Valid Duration] RunTime',
   );
-  const avgUs = matchNumber(text, new RegExp(String.raw`avg-lat(?:ency)?=\s*${NUMBER}`), "avg-latency");
-  const stdDevUs = matchNumber(text, new RegExp(String.raw`std-dev=\s*${NUMBER}`), "std-dev");
-  const droppedMessages = matchNumber(text, /# dropped messages = (\d+)/, "dropped message count");
-  const duplicatedMessages = matchNumber(text, /# duplicated messages = (\d+)/, "duplicated message count");
-  const outOfOrderMessages = matchNumber(text, /# out-of-order messages = (\d+)/, "out-of-order message count");
-  const observations = matchNumber(text, /Total (\d+) observations/, "observation count");
+  const avgUs = matchNumber(text, new RegExp(String.raw`avg-lat(?:ency)?=\s*${NUMBER}`), 'avg-latency');
+  const stdDevUs = matchNumber(text, new RegExp(String.raw`std-dev=\s*${NUMBER}`), 'std-dev');
+  const droppedMessages = matchNumber(text, /# dropped messages = (\d+)/, 'dropped message count');
+  const duplicatedMessages = matchNumber(text, /# duplicated messages = (\d+)/, 'duplicated message count');
+  const outOfOrderMessages = matchNumber(text, /# out-of-order messages = (\d+)/, 'out-of-order message count');
+  const observations = matchNumber(text, /Total (\d+) observations/, 'observation count');
   if (observations === 0) {
-    fail("zero observations");
+    fail('zero observations');
   }
-  const maxUs = matchNumber(text, new RegExp(String.raw`---> <MAX> observation\s*=\s*${NUMBER}`), "<MAX> observation");
-  const minUs = matchNumber(text, new RegExp(String.raw`---> <MIN> observation\s*=\s*${NUMBER}`), "<MIN> observation");
+  const maxUs = matchNumber(text, new RegExp(String.raw`---> <MAX> observation\s*=\s*${NUMBER}`), '<MAX> observation');
+  const minUs = matchNumber(text, new RegExp(String.raw`---> <MIN> observation\s*=\s*${NUMBER}`), '<MIN> observation');
 
   const percentiles = percentileTable(text);
   return {
     protocol,
-    p50Us: requirePercentile(percentiles, "50.000"),
-    p99Us: requirePercentile(percentiles, "99.000"),
-    p999Us: requirePercentile(percentiles, "99.900"),
+    p50Us: requirePercentile(percentiles, '50.000'),
+    p99Us: requirePercentile(percentiles, '99.000'),
+    p999Us: requirePercentile(percentiles, '99.900'),
     avgUs,
     stdDevUs,
     minUs,

@@ -12,12 +12,12 @@
  * `tolerance` of 1.0 as even.
  */
 
-export type BypassMode = "on" | "off";
-export type Direction = "higher-is-better" | "lower-is-better";
-export type Verdict = "win" | "lose" | "even" | "no-data";
+export type BypassMode = 'on' | 'off';
+export type Direction = 'higher-is-better' | 'lower-is-better';
+export type Verdict = 'win' | 'lose' | 'even' | 'no-data';
 
 /** Units the report knows how to format. */
-export type MetricUnit = "bit/s" | "us" | "conn/s" | "packets";
+export type MetricUnit = 'bit/s' | 'us' | 'conn/s' | 'packets';
 
 /** A run whose measurement counts. */
 export interface KeptRun {
@@ -41,7 +41,7 @@ export interface DiscardedRun {
 export type BenchRun = KeptRun | DiscardedRun;
 
 export function isDiscarded(run: BenchRun): run is DiscardedRun {
-  return "discardReason" in run && typeof run.discardReason === "string";
+  return 'discardReason' in run && typeof run.discardReason === 'string';
 }
 
 /** One on run and one off run that were executed back to back. */
@@ -135,7 +135,7 @@ function assertMeasurement(value: number, what: string): void {
 /** Median; the mean of the two middle values for an even count. Throws RangeError on an empty list. */
 export function median(values: readonly number[]): number {
   if (values.length === 0) {
-    throw new RangeError("median of an empty list");
+    throw new RangeError('median of an empty list');
   }
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
@@ -150,7 +150,7 @@ export function median(values: readonly number[]): number {
 /** Smallest and largest value. Throws RangeError on an empty list. */
 export function minMax(values: readonly number[]): { readonly min: number; readonly max: number } {
   if (values.length === 0) {
-    throw new RangeError("minMax of an empty list");
+    throw new RangeError('minMax of an empty list');
   }
   let min = Infinity;
   let max = -Infinity;
@@ -186,7 +186,7 @@ export function pairInterleaved(runs: readonly BenchRun[]): RunPair[] {
     if (a.mode === b.mode) {
       throw new RangeError(`pair ${index} has two "${a.mode}" runs; expected one on and one off`);
     }
-    pairs.push(a.mode === "on" ? { index, on: a, off: b } : { index, on: b, off: a });
+    pairs.push(a.mode === 'on' ? { index, on: a, off: b } : { index, on: b, off: a });
   }
   return pairs;
 }
@@ -220,13 +220,13 @@ export function verdictFor(
   evenTolerance: number = DEFAULT_EVEN_TOLERANCE,
 ): Verdict {
   if (ratio === null) {
-    return "no-data";
+    return 'no-data';
   }
   if (Math.abs(ratio - 1) <= evenTolerance) {
-    return "even";
+    return 'even';
   }
   const onIsHigher = ratio > 1;
-  return onIsHigher === (direction === "higher-is-better") ? "win" : "lose";
+  return onIsHigher === (direction === 'higher-is-better') ? 'win' : 'lose';
 }
 
 function keptValues(pairs: readonly RunPair[], mode: BypassMode): number[] {
@@ -270,7 +270,7 @@ function summarizeReference(reference: ReferenceSeries, off: ValueStats | null):
 export function summarize(series: WorkloadSeries, options: SummarizeOptions = {}): WorkloadSummary {
   const pairs = pairInterleaved(series.runs);
   const ratios = pairRatios(pairs);
-  const off = valueStats(keptValues(pairs, "off"));
+  const off = valueStats(keptValues(pairs, 'off'));
   const ratioStats = valueStats(ratios);
   const ratioMedian = ratioStats?.median ?? null;
   const evenTolerance = options.evenTolerance ?? DEFAULT_EVEN_TOLERANCE;
@@ -279,7 +279,7 @@ export function summarize(series: WorkloadSeries, options: SummarizeOptions = {}
     metric: series.metric,
     unit: series.unit,
     direction: series.direction,
-    on: valueStats(keptValues(pairs, "on")),
+    on: valueStats(keptValues(pairs, 'on')),
     off,
     ratios,
     ratioMedian,

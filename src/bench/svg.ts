@@ -1,5 +1,5 @@
-import { formatRatio } from "./format.js";
-import type { Verdict, WorkloadSummary } from "./stats.js";
+import { formatRatio } from './format.js';
+import type { Verdict, WorkloadSummary } from './stats.js';
 
 export interface RatioChartOptions {
   readonly title?: string;
@@ -8,14 +8,14 @@ export interface RatioChartOptions {
 }
 
 const COLORS: Readonly<Record<Verdict, string>> = {
-  win: "#2e7d32",
-  lose: "#c62828",
-  even: "#9e9e9e",
-  "no-data": "#9e9e9e",
+  win: '#2e7d32',
+  lose: '#c62828',
+  even: '#9e9e9e',
+  'no-data': '#9e9e9e',
 };
-const REFERENCE_COLOR = "#1565c0";
-const RANGE_COLOR = "#424242";
-const UNITY_COLOR = "#000000";
+const REFERENCE_COLOR = '#1565c0';
+const RANGE_COLOR = '#424242';
+const UNITY_COLOR = '#000000';
 
 const LABEL_WIDTH = 300;
 const RIGHT_MARGIN = 60;
@@ -28,11 +28,11 @@ const MIN_BAR_WIDTH = 3;
 
 export function escapeXml(text: string): string {
   return text
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;")
-    .replace(/'/g, "&apos;");
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&apos;');
 }
 
 function px(value: number): string {
@@ -44,7 +44,7 @@ function tickStep(max: number): number {
   for (const step of [0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100]) {
     if (max / step <= 10) return step;
   }
-  return Math.pow(10, Math.ceil(Math.log10(max / 10)));
+  return 10 ** Math.ceil(Math.log10(max / 10));
 }
 
 /** Right end of the ratio axis: covers 1.0, every ratio, range and reference, rounded up to a tick. */
@@ -52,7 +52,7 @@ function axisMax(summaries: readonly WorkloadSummary[]): number {
   const ratios: number[] = [1.5];
   for (const summary of summaries) {
     for (const value of [summary.ratioMedian, summary.ratioMax, summary.reference?.ratioToOff]) {
-      if (typeof value === "number" && Number.isFinite(value)) ratios.push(value);
+      if (typeof value === 'number' && Number.isFinite(value)) ratios.push(value);
     }
   }
   const largest = Math.max(...ratios) * 1.05;
@@ -61,7 +61,7 @@ function axisMax(summaries: readonly WorkloadSummary[]): number {
 }
 
 function directionText(summary: WorkloadSummary): string {
-  return summary.direction === "higher-is-better" ? "higher is better" : "lower is better";
+  return summary.direction === 'higher-is-better' ? 'higher is better' : 'lower is better';
 }
 
 /**
@@ -74,7 +74,7 @@ function directionText(summary: WorkloadSummary): string {
  */
 export function renderRatioChartSvg(summaries: readonly WorkloadSummary[], options: RatioChartOptions = {}): string {
   const width = options.width ?? 900;
-  const title = options.title ?? "sockbypass: bypass on / off, median per-pair ratio";
+  const title = options.title ?? 'sockbypass: bypass on / off, median per-pair ratio';
   const plotLeft = LABEL_WIDTH;
   const plotRight = width - RIGHT_MARGIN;
   const plotBottom = TOP + summaries.length * ROW_HEIGHT;
@@ -87,10 +87,12 @@ export function renderRatioChartSvg(summaries: readonly WorkloadSummary[], optio
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
   );
   parts.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`);
-  parts.push(`<text class="title" x="${px(width / 2)}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${escapeXml(title)}</text>`);
+  parts.push(
+    `<text class="title" x="${px(width / 2)}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${escapeXml(title)}</text>`,
+  );
   parts.push(
     `<text x="${px(width / 2)}" y="44" text-anchor="middle" fill="#555555">${escapeXml(
-      "ratio = on / off of the raw metric: throughput and connection rate win above 1.0, latency and packets win below 1.0",
+      'ratio = on / off of the raw metric: throughput and connection rate win above 1.0, latency and packets win below 1.0',
     )}</text>`,
   );
 
@@ -113,7 +115,9 @@ export function renderRatioChartSvg(summaries: readonly WorkloadSummary[], optio
     );
     const ratio = summary.ratioMedian;
     if (ratio === null) {
-      parts.push(`<text class="no-data" x="${px(x(1) + 6)}" y="${px(centerY + 4)}" fill="#757575">no valid pairs</text>`);
+      parts.push(
+        `<text class="no-data" x="${px(x(1) + 6)}" y="${px(centerY + 4)}" fill="#757575">no valid pairs</text>`,
+      );
       continue;
     }
     const barStart = Math.min(x(1), x(ratio));
@@ -134,22 +138,28 @@ export function renderRatioChartSvg(summaries: readonly WorkloadSummary[], optio
     const valueX = Math.max(x(ratio), x(1), summary.ratioMax === null ? 0 : x(summary.ratioMax)) + 6;
     parts.push(`<text class="value" x="${px(valueX)}" y="${px(centerY + 4)}">${formatRatio(ratio)}</text>`);
     const referenceRatio = summary.reference?.ratioToOff;
-    if (typeof referenceRatio === "number") {
+    if (typeof referenceRatio === 'number') {
       const refX = px(x(referenceRatio));
       parts.push(
-        `<line class="reference" x1="${refX}" y1="${px(rowTop + 3)}" x2="${refX}" y2="${px(rowTop + ROW_HEIGHT - 3)}" stroke="${REFERENCE_COLOR}" stroke-width="3"><title>${escapeXml(`${summary.reference?.label ?? "reference"} / off: ${formatRatio(referenceRatio)}`)}</title></line>`,
+        `<line class="reference" x1="${refX}" y1="${px(rowTop + 3)}" x2="${refX}" y2="${px(rowTop + ROW_HEIGHT - 3)}" stroke="${REFERENCE_COLOR}" stroke-width="3"><title>${escapeXml(`${summary.reference?.label ?? 'reference'} / off: ${formatRatio(referenceRatio)}`)}</title></line>`,
       );
     }
   }
 
   // The 1.0 line, drawn over the bars.
   const unityX = px(x(1));
-  parts.push(`<line class="unity" x1="${unityX}" y1="${TOP - 10}" x2="${unityX}" y2="${plotBottom}" stroke="${UNITY_COLOR}" stroke-width="1.5"/>`);
+  parts.push(
+    `<line class="unity" x1="${unityX}" y1="${TOP - 10}" x2="${unityX}" y2="${plotBottom}" stroke="${UNITY_COLOR}" stroke-width="1.5"/>`,
+  );
   parts.push(`<text x="${unityX}" y="${TOP - 14}" text-anchor="middle" font-size="11">1.0 = no change</text>`);
 
   // Axes and axis labels.
-  parts.push(`<line class="axis" x1="${plotLeft}" y1="${plotBottom}" x2="${plotRight}" y2="${plotBottom}" stroke="#000000"/>`);
-  parts.push(`<line class="axis" x1="${plotLeft}" y1="${TOP - 6}" x2="${plotLeft}" y2="${plotBottom}" stroke="#000000"/>`);
+  parts.push(
+    `<line class="axis" x1="${plotLeft}" y1="${plotBottom}" x2="${plotRight}" y2="${plotBottom}" stroke="#000000"/>`,
+  );
+  parts.push(
+    `<line class="axis" x1="${plotLeft}" y1="${TOP - 6}" x2="${plotLeft}" y2="${plotBottom}" stroke="#000000"/>`,
+  );
   parts.push(
     `<text class="axis-label" x="${px((plotLeft + plotRight) / 2)}" y="${plotBottom + 36}" text-anchor="middle">on / off ratio (median of per-pair ratios)</text>`,
   );
@@ -160,11 +170,11 @@ export function renderRatioChartSvg(summaries: readonly WorkloadSummary[], optio
   // Legend.
   const legendY = plotBottom + 62;
   const legendItems: [string, string][] = [
-    [`<rect x="0" y="-10" width="14" height="12" fill="${COLORS.win}"/>`, "bypass wins"],
-    [`<rect x="0" y="-10" width="14" height="12" fill="${COLORS.lose}"/>`, "bypass loses"],
-    [`<rect x="0" y="-10" width="14" height="12" fill="${COLORS.even}"/>`, "even"],
-    [`<line x1="1" y1="-4" x2="13" y2="-4" stroke="${RANGE_COLOR}"/>`, "per-pair min-max"],
-    [`<line x1="7" y1="-12" x2="7" y2="4" stroke="${REFERENCE_COLOR}" stroke-width="3"/>`, "AF_UNIX / off"],
+    [`<rect x="0" y="-10" width="14" height="12" fill="${COLORS.win}"/>`, 'bypass wins'],
+    [`<rect x="0" y="-10" width="14" height="12" fill="${COLORS.lose}"/>`, 'bypass loses'],
+    [`<rect x="0" y="-10" width="14" height="12" fill="${COLORS.even}"/>`, 'even'],
+    [`<line x1="1" y1="-4" x2="13" y2="-4" stroke="${RANGE_COLOR}"/>`, 'per-pair min-max'],
+    [`<line x1="7" y1="-12" x2="7" y2="4" stroke="${REFERENCE_COLOR}" stroke-width="3"/>`, 'AF_UNIX / off'],
   ];
   parts.push(`<g class="legend" transform="translate(${plotLeft} ${legendY})">`);
   let legendX = 0;
@@ -173,7 +183,7 @@ export function renderRatioChartSvg(summaries: readonly WorkloadSummary[], optio
     // Swatch, gap, text at roughly 7 px per character at 12 px, then spacing.
     legendX += 20 + text.length * 7 + 24;
   }
-  parts.push("</g>");
-  parts.push("</svg>");
-  return parts.join("\n") + "\n";
+  parts.push('</g>');
+  parts.push('</svg>');
+  return parts.join('\n') + '\n';
 }

@@ -1,28 +1,28 @@
-import { displayUnitFor, formatPercent, formatRatio, formatScaled, type DisplayUnit } from "./format.js";
-import type { ValueStats, Verdict, WorkloadSummary } from "./stats.js";
-import { renderTextTable, type TextColumn } from "../text-table.js";
+import { displayUnitFor, formatPercent, formatRatio, formatScaled, type DisplayUnit } from './format.js';
+import type { ValueStats, Verdict, WorkloadSummary } from './stats.js';
+import { renderTextTable, type TextColumn } from '../text-table.js';
 
 const COLUMNS: readonly TextColumn[] = [
-  { header: "Workload", align: "left" },
-  { header: "Metric", align: "left" },
-  { header: "On median", align: "right" },
-  { header: "On min-max", align: "right" },
-  { header: "Off median", align: "right" },
-  { header: "Off min-max", align: "right" },
-  { header: "On/off", align: "right" },
-  { header: "Ratio min-max", align: "right" },
-  { header: "Verdict", align: "left" },
-  { header: "Pairs", align: "right" },
-  { header: "AF_UNIX (vs off)", align: "right" },
+  { header: 'Workload', align: 'left' },
+  { header: 'Metric', align: 'left' },
+  { header: 'On median', align: 'right' },
+  { header: 'On min-max', align: 'right' },
+  { header: 'Off median', align: 'right' },
+  { header: 'Off min-max', align: 'right' },
+  { header: 'On/off', align: 'right' },
+  { header: 'Ratio min-max', align: 'right' },
+  { header: 'Verdict', align: 'left' },
+  { header: 'Pairs', align: 'right' },
+  { header: 'AF_UNIX (vs off)', align: 'right' },
 ];
 
-const MISSING = "-";
+const MISSING = '-';
 
 const VERDICT_TEXT: Readonly<Record<Verdict, string>> = {
-  win: "win",
-  lose: "lose",
-  even: "even",
-  "no-data": "n/a",
+  win: 'win',
+  lose: 'lose',
+  even: 'even',
+  'no-data': 'n/a',
 };
 
 /** The unit a row is shown in, picked from its largest median so all its cells share it. */
@@ -46,7 +46,7 @@ function referenceCell(summary: WorkloadSummary, display: DisplayUnit): string {
   if (reference === null) {
     return MISSING;
   }
-  const ratio = reference.ratioToOff === null ? "" : ` (${formatRatio(reference.ratioToOff)})`;
+  const ratio = reference.ratioToOff === null ? '' : ` (${formatRatio(reference.ratioToOff)})`;
   return `${formatScaled(reference.median, display)}${ratio}`;
 }
 
@@ -78,11 +78,11 @@ function legend(summaries: readonly WorkloadSummary[]): string[] {
       ? `within ${formatPercent(tolerances[0])} of 1.00x`
       : "within each row's tolerance of 1.00x";
   return [
-    "On/off = median over pairs of (bypass on / bypass off) of the raw metric.",
-    "Throughput and connection rate: >1 is a win. Latency and packets: <1 is a win.",
+    'On/off = median over pairs of (bypass on / bypass off) of the raw metric.',
+    'Throughput and connection rate: >1 is a win. Latency and packets: <1 is a win.',
     `Verdict "even" = on/off ${evenText}. Pairs = pairs with both runs kept / pairs run.`,
-    "AF_UNIX (vs off) = AF_UNIX median, and AF_UNIX / bypass-off in the same orientation.",
-    "Latencies from sockperf are one-way (half the round trip), as sockperf reports them.",
+    'AF_UNIX (vs off) = AF_UNIX median, and AF_UNIX / bypass-off in the same orientation.',
+    'Latencies from sockperf are one-way (half the round trip), as sockperf reports them.',
   ];
 }
 
@@ -90,10 +90,12 @@ function discardedLines(summaries: readonly WorkloadSummary[]): string[] {
   const lines: string[] = [];
   for (const summary of summaries) {
     for (const run of summary.discarded) {
-      lines.push(`  ${summary.workload} / ${summary.metric}, pair ${run.pairIndex + 1}, bypass ${run.mode}: ${run.reason}`);
+      lines.push(
+        `  ${summary.workload} / ${summary.metric}, pair ${run.pairIndex + 1}, bypass ${run.mode}: ${run.reason}`,
+      );
     }
   }
-  return lines.length === 0 ? [] : ["", "Discarded runs (not used in any statistic):", ...lines];
+  return lines.length === 0 ? [] : ['', 'Discarded runs (not used in any statistic):', ...lines];
 }
 
 /**
@@ -102,5 +104,5 @@ function discardedLines(summaries: readonly WorkloadSummary[]): string[] {
  */
 export function renderBenchTable(summaries: readonly WorkloadSummary[]): string {
   const table = renderTextTable(COLUMNS, summaries.map(tableRow));
-  return table + ["", ...legend(summaries), ...discardedLines(summaries)].join("\n") + "\n";
+  return table + ['', ...legend(summaries), ...discardedLines(summaries)].join('\n') + '\n';
 }

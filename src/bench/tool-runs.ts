@@ -5,12 +5,12 @@
  * of its own and the client inside it (the outside-veth rows, outside-peer.ts).
  * Shared by workloads.ts and outside-workloads.ts.
  */
-import { BenchParseError } from "./errors.js";
-import { freePort, ToolFailure, type BenchEnv, type BenchProcess, type Finished } from "./env.js";
-import { parseIperf3Json, type Iperf3Result } from "./iperf3.js";
-import type { SbloadCrrResult } from "./sbload.js";
-import { parseSockperfPingPong, type SockperfPingPongResult } from "./sockperf.js";
-import type { RunContext, Tool } from "./workloads.js";
+import { BenchParseError } from './errors.js';
+import { freePort, ToolFailure, type BenchEnv, type BenchProcess, type Finished } from './env.js';
+import { parseIperf3Json, type Iperf3Result } from './iperf3.js';
+import type { SbloadCrrResult } from './sbload.js';
+import { parseSockperfPingPong, type SockperfPingPongResult } from './sockperf.js';
+import type { RunContext, Tool } from './workloads.js';
 
 /** Where a workload's server and client run, and the address between them. */
 export interface Placement {
@@ -27,7 +27,7 @@ export interface Placement {
 /** Both ends inside the bench cgroup, on 127.0.0.1 in the host's namespace. */
 export function loopbackPlacement(env: BenchEnv): Placement {
   return {
-    host: "127.0.0.1",
+    host: '127.0.0.1',
     port: () => freePort(),
     startServer: (command, args) => env.start(command, args),
     runClient: (command, args, timeoutMs) => env.run(command, args, { timeoutMs }),
@@ -41,7 +41,7 @@ export function tool(ctx: RunContext, name: Tool): string {
 }
 
 function outputTail(f: Finished, max = 300): string {
-  const text = (f.stderr.trim() || f.stdout.trim()).replace(/\s+/g, " ");
+  const text = (f.stderr.trim() || f.stdout.trim()).replace(/\s+/g, ' ');
   return text.length <= max ? text : `...${text.slice(-max)}`;
 }
 
@@ -51,7 +51,7 @@ export function parsed<T>(parse: () => T, f: Finished, what: string): T {
     return parse();
   } catch (e) {
     if (e instanceof BenchParseError) {
-      const exit = f.code === 0 ? "" : ` (exit ${f.code ?? f.signal})`;
+      const exit = f.code === 0 ? '' : ` (exit ${f.code ?? f.signal})`;
       throw new ToolFailure(`${what}: ${e.reason}${exit}`);
     }
     throw e;
@@ -70,7 +70,7 @@ export async function reap(ctx: RunContext, proc: BenchProcess, ms: number): Pro
     new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms))),
   ]);
   clearTimeout(timer);
-  if (!exited) await ctx.env.stop(proc, "SIGKILL");
+  if (!exited) await ctx.env.stop(proc, 'SIGKILL');
 }
 
 export function clientTimeoutMs(ctx: RunContext): number {
@@ -87,24 +87,35 @@ export interface Iperf3Options {
 }
 
 function iperf3ClientArgs(host: string, port: number, seconds: number, o: Iperf3Options): string[] {
-  const amount = o.bytes === undefined ? ["-t", String(seconds)] : ["-n", String(o.bytes)];
+  const amount = o.bytes === undefined ? ['-t', String(seconds)] : ['-n', String(o.bytes)];
   return [
-    "-c", host, "-p", String(port), ...amount, "-l", String(o.length),
-    ...(o.streams > 1 ? ["-P", String(o.streams)] : []),
-    "--json",
+    '-c',
+    host,
+    '-p',
+    String(port),
+    ...amount,
+    '-l',
+    String(o.length),
+    ...(o.streams > 1 ? ['-P', String(o.streams)] : []),
+    '--json',
   ];
 }
 
 /** One iperf3 run: server `-s -1` bound to the placement's address (a fresh free port), then the client. */
-export async function iperf3Run(ctx: RunContext, where: Placement, o: Iperf3Options, port?: number): Promise<Iperf3Result> {
-  const iperf3 = tool(ctx, "iperf3");
+export async function iperf3Run(
+  ctx: RunContext,
+  where: Placement,
+  o: Iperf3Options,
+  port?: number,
+): Promise<Iperf3Result> {
+  const iperf3 = tool(ctx, 'iperf3');
   const p = port ?? (await where.port());
-  const server = where.startServer(iperf3, ["-s", "-1", "--forceflush", "-p", String(p), "-B", where.host]);
+  const server = where.startServer(iperf3, ['-s', '-1', '--forceflush', '-p', String(p), '-B', where.host]);
   try {
     await ctx.env.waitForOutput(server, /Server listening/, 10_000);
     const client = await where.runClient(iperf3, iperf3ClientArgs(where.host, p, ctx.seconds, o), clientTimeoutMs(ctx));
-    const result = parsed(() => parseIperf3Json(client.stdout), client, "iperf3");
-    requireExit0(client, "iperf3 client");
+    const result = parsed(() => parseIperf3Json(client.stdout), client, 'iperf3');
+    requireExit0(client, 'iperf3 client');
     return result;
   } finally {
     // -1: the server exits after its one test.
@@ -115,25 +126,29 @@ export async function iperf3Run(ctx: RunContext, where: Placement, o: Iperf3Opti
 // ------------------------------------------------------------------ sockperf
 
 /** One sockperf TCP ping-pong run of `size`-byte messages against a server at the placement's address. */
-export async function sockperfPingPong(ctx: RunContext, where: Placement, size: number): Promise<SockperfPingPongResult> {
-  const sockperf = tool(ctx, "sockperf");
+export async function sockperfPingPong(
+  ctx: RunContext,
+  where: Placement,
+  size: number,
+): Promise<SockperfPingPongResult> {
+  const sockperf = tool(ctx, 'sockperf');
   const port = String(await where.port());
-  const server = where.startServer(sockperf, ["server", "--tcp", "-i", where.host, "-p", port]);
+  const server = where.startServer(sockperf, ['server', '--tcp', '-i', where.host, '-p', port]);
   try {
     await ctx.env.waitForOutput(server, /to block on socket/, 10_000);
     const client = await where.runClient(
       sockperf,
-      ["ping-pong", "--tcp", "-i", where.host, "-p", port, "-m", String(size), "-t", String(ctx.seconds)],
+      ['ping-pong', '--tcp', '-i', where.host, '-p', port, '-m', String(size), '-t', String(ctx.seconds)],
       clientTimeoutMs(ctx),
     );
     // sockperf exits 0 even when it measured nothing: the parser is the judge.
-    const r = parsed(() => parseSockperfPingPong(`${client.stdout}\n${client.stderr}`), client, "sockperf");
-    if (r.protocol !== "TCP") throw new ToolFailure(`sockperf measured ${r.protocol}, not TCP`);
-    requireExit0(client, "sockperf ping-pong");
+    const r = parsed(() => parseSockperfPingPong(`${client.stdout}\n${client.stderr}`), client, 'sockperf');
+    if (r.protocol !== 'TCP') throw new ToolFailure(`sockperf measured ${r.protocol}, not TCP`);
+    requireExit0(client, 'sockperf ping-pong');
     return r;
   } finally {
     // sockperf server never exits by itself: kill it by PID.
-    await ctx.env.stop(server, "SIGKILL");
+    await ctx.env.stop(server, 'SIGKILL');
   }
 }
 

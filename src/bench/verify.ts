@@ -30,7 +30,7 @@
  *     the bench cgroup (attached there or to an ancestor, e.g. by someone
  *     else's `sockbypass load` at the cgroup root).
  */
-import type { Counters } from "../core/layout.js";
+import type { Counters } from '../core/layout.js';
 
 /** What an accelerated run of a workload must show in the counters. */
 export interface OnExpectation {
@@ -54,7 +54,7 @@ export interface LeftAloneExpectation {
 export type RunExpectation = OnExpectation | LeftAloneExpectation;
 
 export function expectsLeftAlone(e: RunExpectation): e is LeftAloneExpectation {
-  return "leftAlone" in e && e.leftAlone;
+  return 'leftAlone' in e && e.leftAlone;
 }
 
 export interface VerifyThresholds {
@@ -77,7 +77,11 @@ export interface VerifyThresholds {
  * such first-send races over all of a crr run's connections (how many a run
  * opens: docs/benchmarks.md, Workloads) and nothing more.
  */
-export const DEFAULT_THRESHOLDS: VerifyThresholds = { minHandledFraction: 0.9, minRedirectedFraction: 0, maxMissFraction: 0.001 };
+export const DEFAULT_THRESHOLDS: VerifyThresholds = {
+  minHandledFraction: 0.9,
+  minRedirectedFraction: 0,
+  maxMissFraction: 0.001,
+};
 
 export interface OnObservation {
   /** `status()` said loaded when the run started. */
@@ -120,11 +124,13 @@ export function verifyOnRun(
   thresholds: VerifyThresholds = DEFAULT_THRESHOLDS,
 ): string[] {
   if (!observation.loaded) {
-    return ["bypass on claimed, but sockbypass was not loaded when the run started"];
+    return ['bypass on claimed, but sockbypass was not loaded when the run started'];
   }
   const reasons: string[] = [];
   if (observation.attachedCgroup !== observation.benchCgroup) {
-    reasons.push(`sockbypass was attached to ${observation.attachedCgroup ?? "an unknown cgroup"}, not the bench cgroup ${observation.benchCgroup}`);
+    reasons.push(
+      `sockbypass was attached to ${observation.attachedCgroup ?? 'an unknown cgroup'}, not the bench cgroup ${observation.benchCgroup}`,
+    );
   }
   const counterReasons = expectsLeftAlone(expectation)
     ? leftAloneReasons(observation.delta, expectation)
@@ -136,22 +142,30 @@ export function verifyOnRun(
 export function leftAloneReasons(d: Counters, expectation: LeftAloneExpectation): string[] {
   const reasons: string[] = [];
   if (d.socketsInserted > 0 || d.pairsJoined > 0) {
-    reasons.push(`${d.socketsInserted} sockets joined the sockhash (${d.pairsJoined} pairs), though the peer is outside the cgroup`);
+    reasons.push(
+      `${d.socketsInserted} sockets joined the sockhash (${d.pairsJoined} pairs), though the peer is outside the cgroup`,
+    );
   }
   const insertTries = d.insertMapFull + d.insertExists + d.insertOther;
   if (insertTries > 0) {
-    reasons.push(`${insertTries} sockets tried to join the sockhash (map full ${d.insertMapFull}, exists ${d.insertExists}, other ${d.insertOther}), though the peer is outside the cgroup`);
+    reasons.push(
+      `${insertTries} sockets tried to join the sockhash (map full ${d.insertMapFull}, exists ${d.insertExists}, other ${d.insertOther}), though the peer is outside the cgroup`,
+    );
   }
   const sends = d.messagesRedirected + d.flowMessages + d.redirectMisses;
   if (sends > 0) {
-    reasons.push(`sk_msg saw ${sends} sends (redirected ${d.messagesRedirected}, flow control ${d.flowMessages}, missed ${d.redirectMisses}): some socket was in the sockhash`);
+    reasons.push(
+      `sk_msg saw ${sends} sends (redirected ${d.messagesRedirected}, flow control ${d.flowMessages}, missed ${d.redirectMisses}): some socket was in the sockhash`,
+    );
   }
   if (d.policySkipped > 0) {
     reasons.push(`${d.policySkipped} sockets were skipped by policy: this row measures pairing, not the policy`);
   }
   const wanted = Math.max(1, expectation.minConnections);
   if (d.leftNoPeer < wanted) {
-    reasons.push(`only ${d.leftNoPeer} sockets were left alone for having no peer here (left_no_peer); the workload opened at least ${wanted} connections`);
+    reasons.push(
+      `only ${d.leftNoPeer} sockets were left alone for having no peer here (left_no_peer); the workload opened at least ${wanted} connections`,
+    );
   }
   return reasons;
 }
@@ -162,19 +176,24 @@ function acceleratedReasons(d: Counters, expectation: OnExpectation, thresholds:
   // Sockets the short-connection rule left on TCP were decided by the bypass, as flow control's are.
   const decided = d.socketsInserted + d.shortSkipped;
   if (decided < expectation.minSockets) {
-    const short = d.shortSkipped > 0 ? ` (${d.shortSkipped} left on TCP as short)` : "";
-    reasons.push(`only ${d.socketsInserted} sockets were accelerated${short}; the workload's connections need at least ${expectation.minSockets}`);
+    const short = d.shortSkipped > 0 ? ` (${d.shortSkipped} left on TCP as short)` : '';
+    reasons.push(
+      `only ${d.socketsInserted} sockets were accelerated${short}; the workload's connections need at least ${expectation.minSockets}`,
+    );
   }
   const insertFailures = d.insertMapFull + d.insertExists + d.insertOther;
   if (insertFailures > 0) {
-    reasons.push(`${insertFailures} sockets failed to enter the map (map full ${d.insertMapFull}, exists ${d.insertExists}, other ${d.insertOther})`);
+    reasons.push(
+      `${insertFailures} sockets failed to enter the map (map full ${d.insertMapFull}, exists ${d.insertExists}, other ${d.insertOther})`,
+    );
   }
   if (d.policySkipped > 0) {
     reasons.push(`${d.policySkipped} sockets were skipped by policy`);
   }
   // sk_msg sees only the accelerated sockets' bytes: expect their share of the payload.
-  const tool = decided > 0 ? Math.round((expectation.payloadBytes * d.socketsInserted) / decided) : expectation.payloadBytes;
-  const share = (bytes: number) => (tool > 0 ? ` (${percent(bytes / tool)})` : "");
+  const tool =
+    decided > 0 ? Math.round((expectation.payloadBytes * d.socketsInserted) / decided) : expectation.payloadBytes;
+  const share = (bytes: number) => (tool > 0 ? ` (${percent(bytes / tool)})` : '');
   const handled = d.bytesRedirected + d.flowBytes;
   if (handled < tool * thresholds.minHandledFraction) {
     reasons.push(
@@ -199,17 +218,23 @@ function acceleratedReasons(d: Counters, expectation: OnExpectation, thresholds:
 export function bytesShares(d: Counters): { redirected: number; flowControlTcp: number; missedTcp: number } | null {
   const total = d.bytesRedirected + d.flowBytes + d.bytesPassed;
   if (total <= 0) return null;
-  return { redirected: d.bytesRedirected / total, flowControlTcp: d.flowBytes / total, missedTcp: d.bytesPassed / total };
+  return {
+    redirected: d.bytesRedirected / total,
+    flowControlTcp: d.flowBytes / total,
+    missedTcp: d.bytesPassed / total,
+  };
 }
 
 /** Reasons an OFF run is not what it claims; empty when it is. */
 export function verifyOffRun(observation: OffObservation): string[] {
   const reasons: string[] = [];
-  if (observation.loadedBefore) reasons.push("bypass off claimed, but sockbypass was loaded in the bench pin folder when the run started");
-  if (observation.loadedAfter) reasons.push("bypass off claimed, but sockbypass was loaded in the bench pin folder when the run ended");
+  if (observation.loadedBefore)
+    reasons.push('bypass off claimed, but sockbypass was loaded in the bench pin folder when the run started');
+  if (observation.loadedAfter)
+    reasons.push('bypass off claimed, but sockbypass was loaded in the bench pin folder when the run ended');
   if (observation.effectivePrograms !== null && observation.effectivePrograms.length > 0) {
     reasons.push(
-      `bypass off claimed, but sockbypass sock_ops programs are effective on the bench cgroup: ${observation.effectivePrograms.join(", ")}`,
+      `bypass off claimed, but sockbypass sock_ops programs are effective on the bench cgroup: ${observation.effectivePrograms.join(', ')}`,
     );
   }
   return reasons;

@@ -16,16 +16,16 @@
  * bypass off, so a reader can see how much of the AF_UNIX-vs-TCP gap comes from
  * the two tools rather than the two socket families.
  */
-import { accessSync, constants, existsSync } from "node:fs";
-import { delimiter, join, resolve } from "node:path";
-import { BUILD_DIR } from "../core/paths.js";
-import type { Direction, MetricUnit } from "./stats.js";
-import type { RunExpectation } from "./verify.js";
-import type { Iperf3Result } from "./iperf3.js";
-import { parseSbloadOutput } from "./sbload.js";
-import { freePort, sleep, ToolFailure, type BenchEnv } from "./env.js";
-import { CONNECTION_RATE, LATENCY, THROUGHPUT } from "./metrics.js";
-import { OUTSIDE_VETH_WORKLOADS } from "./outside-workloads.js";
+import { accessSync, constants, existsSync } from 'node:fs';
+import { delimiter, join, resolve } from 'node:path';
+import { BUILD_DIR } from '../core/paths.js';
+import type { Direction, MetricUnit } from './stats.js';
+import type { RunExpectation } from './verify.js';
+import type { Iperf3Result } from './iperf3.js';
+import { parseSbloadOutput } from './sbload.js';
+import { freePort, sleep, ToolFailure, type BenchEnv } from './env.js';
+import { CONNECTION_RATE, LATENCY, THROUGHPUT } from './metrics.js';
+import { OUTSIDE_VETH_WORKLOADS } from './outside-workloads.js';
 import {
   clientTimeoutMs,
   CRR_SIZE,
@@ -37,11 +37,11 @@ import {
   sockperfPingPong,
   tool,
   type Iperf3Options,
-} from "./tool-runs.js";
+} from './tool-runs.js';
 
 /** ip and nsenter build and enter the outside-veth rows' network namespaces. */
-export type Tool = "iperf3" | "sockperf" | "sbload" | "tcpdump" | "ip" | "nsenter";
-export type WorkloadGroup = "throughput" | "latency" | "connections" | "packets" | "outside";
+export type Tool = 'iperf3' | 'sockperf' | 'sbload' | 'tcpdump' | 'ip' | 'nsenter';
+export type WorkloadGroup = 'throughput' | 'latency' | 'connections' | 'packets' | 'outside';
 
 export interface MetricDef {
   /** Key into a measurement's `values`. */
@@ -105,7 +105,7 @@ export interface Workload {
 
 export type ToolPaths = Readonly<Record<Tool, string | undefined>>;
 
-function onPath(name: string, pathEnv = process.env.PATH ?? ""): string | undefined {
+function onPath(name: string, pathEnv = process.env.PATH ?? ''): string | undefined {
   for (const dir of pathEnv.split(delimiter)) {
     if (!dir) continue;
     const full = join(dir, name);
@@ -121,14 +121,14 @@ function onPath(name: string, pathEnv = process.env.PATH ?? ""): string | undefi
 
 /** Where each tool is; undefined for a missing one. sbload is the one built by `make` (build/sbload). */
 export function findTools(buildDir = BUILD_DIR): ToolPaths {
-  const sbload = resolve(buildDir, "sbload");
+  const sbload = resolve(buildDir, 'sbload');
   return {
-    iperf3: onPath("iperf3"),
-    sockperf: onPath("sockperf"),
-    tcpdump: onPath("tcpdump"),
+    iperf3: onPath('iperf3'),
+    sockperf: onPath('sockperf'),
+    tcpdump: onPath('tcpdump'),
     sbload: existsSync(sbload) ? sbload : undefined,
-    ip: onPath("ip"),
-    nsenter: onPath("nsenter"),
+    ip: onPath('ip'),
+    nsenter: onPath('nsenter'),
   };
 }
 
@@ -148,76 +148,90 @@ function iperf3Detail(r: Iperf3Result): Record<string, unknown> {
   return { ...r };
 }
 
-
-function sbloadStreamArgs(family: "unix" | "tcp4", o: Iperf3Options, seconds: number): string[] {
+function sbloadStreamArgs(family: 'unix' | 'tcp4', o: Iperf3Options, seconds: number): string[] {
   return [
-    "stream", "--family", family, "--size", String(o.length), "--read-size", String(o.length),
-    "--streams", String(o.streams), "--seconds", String(seconds),
+    'stream',
+    '--family',
+    family,
+    '--size',
+    String(o.length),
+    '--read-size',
+    String(o.length),
+    '--streams',
+    String(o.streams),
+    '--seconds',
+    String(seconds),
   ];
 }
 
-async function sbloadStream(ctx: RunContext, family: "unix" | "tcp4", o: Iperf3Options): Promise<ReferenceMeasurement> {
-  const f = await ctx.env.run(tool(ctx, "sbload"), sbloadStreamArgs(family, o, ctx.seconds), { timeoutMs: clientTimeoutMs(ctx) });
-  const r = parsed(() => parseSbloadOutput(f.stdout, "stream"), f, "sbload stream");
-  requireExit0(f, "sbload stream");
+async function sbloadStream(ctx: RunContext, family: 'unix' | 'tcp4', o: Iperf3Options): Promise<ReferenceMeasurement> {
+  const f = await ctx.env.run(tool(ctx, 'sbload'), sbloadStreamArgs(family, o, ctx.seconds), {
+    timeoutMs: clientTimeoutMs(ctx),
+  });
+  const r = parsed(() => parseSbloadOutput(f.stdout, 'stream'), f, 'sbload stream');
+  requireExit0(f, 'sbload stream');
   return { values: { [THROUGHPUT.key]: r.bitsPerSecond }, detail: { family, ...r } };
 }
 
 function throughputWorkload(o: Iperf3Options): Workload {
-  const flags = `${o.streams > 1 ? `-P ${o.streams} ` : ""}-l ${sizeLabel(o.length)}`;
+  const flags = `${o.streams > 1 ? `-P ${o.streams} ` : ''}-l ${sizeLabel(o.length)}`;
   const streamFlags = (family: string) =>
     `sbload stream --family ${family} --size ${o.length} --read-size ${o.length} --streams ${o.streams}`;
   return {
-    id: `iperf3${o.streams > 1 ? `-P${o.streams}` : ""}-${sizeLabel(o.length)}`,
-    group: "throughput",
+    id: `iperf3${o.streams > 1 ? `-P${o.streams}` : ''}-${sizeLabel(o.length)}`,
+    group: 'throughput',
     title: `iperf3 ${flags}`,
     command: `iperf3 -c 127.0.0.1 -t SECONDS ${flags} --json (server: iperf3 -s -1 --forceflush -B 127.0.0.1)`,
     metrics: [THROUGHPUT],
-    needs: ["iperf3"],
+    needs: ['iperf3'],
     async run(ctx) {
       const r = await iperf3Run(ctx, loopbackPlacement(ctx.env), o);
       return { values: { [THROUGHPUT.key]: r.bitsPerSecond }, expect: iperf3Expectation(r), detail: iperf3Detail(r) };
     },
     reference: {
-      label: "AF_UNIX",
-      command: streamFlags("unix"),
-      checkCommand: streamFlags("tcp4"),
-      needs: ["sbload"],
-      run: (ctx) => sbloadStream(ctx, "unix", o),
-      runTcpCheck: (ctx) => sbloadStream(ctx, "tcp4", o),
+      label: 'AF_UNIX',
+      command: streamFlags('unix'),
+      checkCommand: streamFlags('tcp4'),
+      needs: ['sbload'],
+      run: (ctx) => sbloadStream(ctx, 'unix', o),
+      runTcpCheck: (ctx) => sbloadStream(ctx, 'tcp4', o),
     },
   };
 }
 
 // ------------------------------------------------------------------ sockperf
 
-
 /**
  * sbload rr reports round-trip times; sockperf reports one-way latency (half
  * the round trip). The reference is halved to sockperf's convention.
  */
-async function sbloadRr(ctx: RunContext, family: "unix" | "tcp4", size: number): Promise<ReferenceMeasurement> {
+async function sbloadRr(ctx: RunContext, family: 'unix' | 'tcp4', size: number): Promise<ReferenceMeasurement> {
   const f = await ctx.env.run(
-    tool(ctx, "sbload"),
-    ["rr", "--family", family, "--size", String(size), "--seconds", String(ctx.seconds)],
+    tool(ctx, 'sbload'),
+    ['rr', '--family', family, '--size', String(size), '--seconds', String(ctx.seconds)],
     { timeoutMs: clientTimeoutMs(ctx) },
   );
-  const r = parsed(() => parseSbloadOutput(f.stdout, "rr"), f, "sbload rr");
-  requireExit0(f, "sbload rr");
+  const r = parsed(() => parseSbloadOutput(f.stdout, 'rr'), f, 'sbload rr');
+  requireExit0(f, 'sbload rr');
   return {
     values: { p50Us: r.p50Us / 2, p99Us: r.p99Us / 2, p999Us: r.p999Us / 2 },
-    detail: { family, roundTripUs: { p50: r.p50Us, p99: r.p99Us, p999: r.p999Us }, roundTrips: r.roundTrips, halved: true },
+    detail: {
+      family,
+      roundTripUs: { p50: r.p50Us, p99: r.p99Us, p999: r.p999Us },
+      roundTrips: r.roundTrips,
+      halved: true,
+    },
   };
 }
 
 function pingPongWorkload(size: number): Workload {
   return {
     id: `pingpong-${sizeLabel(size)}`,
-    group: "latency",
+    group: 'latency',
     title: `sockperf pp -m ${sizeLabel(size)}`,
     command: `sockperf ping-pong --tcp -i 127.0.0.1 -m ${size} -t SECONDS (server: sockperf server --tcp -i 127.0.0.1)`,
     metrics: LATENCY,
-    needs: ["sockperf"],
+    needs: ['sockperf'],
     async run(ctx) {
       const r = await sockperfPingPong(ctx, loopbackPlacement(ctx.env), size);
       return {
@@ -228,18 +242,17 @@ function pingPongWorkload(size: number): Workload {
       };
     },
     reference: {
-      label: "AF_UNIX",
+      label: 'AF_UNIX',
       command: `sbload rr --family unix --size ${size} (round trip / 2)`,
       checkCommand: `sbload rr --family tcp4 --size ${size} (round trip / 2)`,
-      needs: ["sbload"],
-      run: (ctx) => sbloadRr(ctx, "unix", size),
-      runTcpCheck: (ctx) => sbloadRr(ctx, "tcp4", size),
+      needs: ['sbload'],
+      run: (ctx) => sbloadRr(ctx, 'unix', size),
+      runTcpCheck: (ctx) => sbloadRr(ctx, 'tcp4', size),
     },
   };
 }
 
 // ------------------------------------------------------------------ sbload crr
-
 
 /**
  * Connection setup rate. sbload closes each connection with SO_LINGER {1, 0}
@@ -249,20 +262,20 @@ function pingPongWorkload(size: number): Workload {
  * sequence against earlier ones.
  */
 const crrWorkload: Workload = {
-  id: "crr",
-  group: "connections",
+  id: 'crr',
+  group: 'connections',
   title: `sbload crr ${CRR_SIZE} B`,
   command: `sbload crr --family tcp4 --size ${CRR_SIZE} --seconds SECONDS (SO_LINGER 0)`,
   metrics: [CONNECTION_RATE],
-  needs: ["sbload"],
+  needs: ['sbload'],
   async run(ctx) {
     const f = await ctx.env.run(
-      tool(ctx, "sbload"),
-      ["crr", "--family", "tcp4", "--size", String(CRR_SIZE), "--seconds", String(ctx.seconds)],
+      tool(ctx, 'sbload'),
+      ['crr', '--family', 'tcp4', '--size', String(CRR_SIZE), '--seconds', String(ctx.seconds)],
       { timeoutMs: clientTimeoutMs(ctx) },
     );
-    const r = parsed(() => parseSbloadOutput(f.stdout, "crr"), f, "sbload crr");
-    requireExit0(f, "sbload crr");
+    const r = parsed(() => parseSbloadOutput(f.stdout, 'crr'), f, 'sbload crr');
+    requireExit0(f, 'sbload crr');
     requireFewCrrFailures(r);
     return {
       values: { connectionsPerSecond: r.connectionsPerSecond },
@@ -287,7 +300,11 @@ export function parseTcpdumpCounts(stderr: string): TcpdumpCounts {
     if (!m?.[1]) throw new ToolFailure(`tcpdump printed no "${what}" count: ${stderr.trim().slice(-200)}`);
     return Number(m[1]);
   };
-  return { captured: count("captured"), receivedByFilter: count("received by filter"), droppedByKernel: count("dropped by kernel") };
+  return {
+    captured: count('captured'),
+    receivedByFilter: count('received by filter'),
+    droppedByKernel: count('dropped by kernel'),
+  };
 }
 
 const PACKETS_LENGTH = 128 * 1024;
@@ -324,28 +341,47 @@ export function packetCount(counts: TcpdumpCounts): number {
 }
 
 const packetsWorkload: Workload = {
-  id: "packets",
-  group: "packets",
+  id: 'packets',
+  group: 'packets',
   title: `lo packets, iperf3 -n 2G -l ${sizeLabel(PACKETS_LENGTH)}`,
   command: `tcpdump -i lo -p -s 96 --immediate-mode 'tcp port PORT' ("captured") during iperf3 -c 127.0.0.1 -p PORT -n ${PACKETS_BYTES} -l ${PACKETS_LENGTH}`,
-  metrics: [{ key: "packets", name: "packets on lo", unit: "packets", direction: "lower-is-better" }],
-  needs: ["iperf3", "tcpdump"],
+  metrics: [{ key: 'packets', name: 'packets on lo', unit: 'packets', direction: 'lower-is-better' }],
+  needs: ['iperf3', 'tcpdump'],
   async run(ctx) {
     const port = await freePort();
     // tcpdump itself makes no TCP connection: it runs outside the cgroup.
     const capture = ctx.env.start(
-      tool(ctx, "tcpdump"),
-      ["-i", "lo", "-nn", "-p", "-q", "-s", "96", "-B", "8192", "--immediate-mode", "-w", "/dev/null", `tcp port ${port}`],
+      tool(ctx, 'tcpdump'),
+      [
+        '-i',
+        'lo',
+        '-nn',
+        '-p',
+        '-q',
+        '-s',
+        '96',
+        '-B',
+        '8192',
+        '--immediate-mode',
+        '-w',
+        '/dev/null',
+        `tcp port ${port}`,
+      ],
       { inCgroup: false },
     );
     let result: Iperf3Result;
     try {
       await ctx.env.waitForOutput(capture, /listening on/, 10_000);
-      result = await iperf3Run(ctx, loopbackPlacement(ctx.env), { length: PACKETS_LENGTH, streams: 1, bytes: PACKETS_BYTES }, port);
+      result = await iperf3Run(
+        ctx,
+        loopbackPlacement(ctx.env),
+        { length: PACKETS_LENGTH, streams: 1, bytes: PACKETS_BYTES },
+        port,
+      );
       // Let the last teardown packets reach the capture.
       await sleep(300);
     } finally {
-      await ctx.env.stop(capture, "SIGINT", 3000);
+      await ctx.env.stop(capture, 'SIGINT', 3000);
     }
     const counts = parseTcpdumpCounts((await capture.done).stderr);
     return {
@@ -374,23 +410,23 @@ export const WORKLOADS: readonly Workload[] = [
 ];
 
 /** What --quick runs: the smallest and largest single-stream writes, 64 B ping-pong, and the packet count. */
-export const QUICK_WORKLOADS: readonly string[] = ["iperf3-64", "iperf3-128K", "pingpong-64", "packets"];
+export const QUICK_WORKLOADS: readonly string[] = ['iperf3-64', 'iperf3-128K', 'pingpong-64', 'packets'];
 
 const GROUP_ALIASES: Readonly<Record<string, WorkloadGroup>> = {
-  throughput: "throughput",
-  bulk: "throughput",
-  latency: "latency",
-  pingpong: "latency",
-  connections: "connections",
-  crr: "connections",
-  packets: "packets",
-  outside: "outside",
+  throughput: 'throughput',
+  bulk: 'throughput',
+  latency: 'latency',
+  pingpong: 'latency',
+  connections: 'connections',
+  crr: 'connections',
+  packets: 'packets',
+  outside: 'outside',
 };
 
 /** `outside-veth-*`: `*` stands for any run of characters. */
 function globMatcher(pattern: string): RegExp {
-  const escaped = pattern.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&"));
-  return new RegExp(`^${escaped.join(".*")}$`, "i");
+  const escaped = pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'));
+  return new RegExp(`^${escaped.join('.*')}$`, 'i');
 }
 
 /**
@@ -404,18 +440,22 @@ export function selectWorkloads(names: readonly string[], catalogue: readonly Wo
   const wanted = new Set<Workload>();
   for (const raw of names) {
     const name = raw.trim().toLowerCase();
-    if (name === "") continue;
+    if (name === '') continue;
     const byId = catalogue.find((w) => w.id.toLowerCase() === name);
     if (byId) {
       wanted.add(byId);
       continue;
     }
     const group = GROUP_ALIASES[name];
-    const pattern = name.includes("*") ? globMatcher(name) : undefined;
-    const inGroup = pattern ? catalogue.filter((w) => pattern.test(w.id)) : group === undefined ? [] : catalogue.filter((w) => w.group === group);
+    const pattern = name.includes('*') ? globMatcher(name) : undefined;
+    const inGroup = pattern
+      ? catalogue.filter((w) => pattern.test(w.id))
+      : group === undefined
+        ? []
+        : catalogue.filter((w) => w.group === group);
     if (inGroup.length === 0) {
       throw new RangeError(
-        `unknown workload ${JSON.stringify(raw)}; known: ${catalogue.map((w) => w.id).join(", ")}, or a group: ${Object.keys(GROUP_ALIASES).join(", ")}`,
+        `unknown workload ${JSON.stringify(raw)}; known: ${catalogue.map((w) => w.id).join(', ')}, or a group: ${Object.keys(GROUP_ALIASES).join(', ')}`,
       );
     }
     for (const w of inGroup) wanted.add(w);

@@ -51,7 +51,13 @@ or cleanup failed, 130/143 when interrupted (after cleaning up).`,
     const pairs = parsePositiveInt('pairs', str(values, 'pairs'), 100);
     const seconds = parsePositiveInt('seconds', str(values, 'seconds'), 3600);
     const onlyText = str(values, 'only');
-    const only = onlyText === undefined ? undefined : onlyText.split(',').map((s) => s.trim()).filter(Boolean);
+    const only =
+      onlyText === undefined
+        ? undefined
+        : onlyText
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean);
     if (only !== undefined && only.length === 0) throw usage('--only wants a comma-separated list of workloads');
     const outDir = str(values, 'out');
     const { policy, changed } = parsePolicyFlags(values, ALLOW_ALL);
@@ -68,7 +74,9 @@ or cleanup failed, 130/143 when interrupted (after cleaning up).`,
       });
     } catch (err) {
       if (err instanceof BenchAborted) {
-        process.stderr.write(`sockbypass bench: interrupted by ${err.reason}; its processes, pins and cgroup were removed\n`);
+        process.stderr.write(
+          `sockbypass bench: interrupted by ${err.reason}; its processes, pins and cgroup were removed\n`,
+        );
         return SIGNAL_EXIT[err.reason] ?? 1;
       }
       if (err instanceof RangeError) throw usage(err.message);

@@ -37,7 +37,9 @@ export const demoCommand: Command = {
       return report.cleanupProblems.length > 0 ? 1 : 0;
     } catch (err) {
       if (err instanceof BenchAborted) {
-        process.stderr.write(`sockbypass demo: interrupted by ${err.reason}; its processes, pins and cgroup were removed\n`);
+        process.stderr.write(
+          `sockbypass demo: interrupted by ${err.reason}; its processes, pins and cgroup were removed\n`,
+        );
         return SIGNAL_EXIT[err.reason] ?? 1;
       }
       throw err;

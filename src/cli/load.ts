@@ -45,13 +45,19 @@ ${knobUsage(22)}
     const ids = `programs ${result.programIds.sockOps} (sock_ops), ${result.programIds.skMsg} (sk_msg)`;
     switch (result.outcome) {
       case 'loaded':
-        out.write(`sockbypass loaded: cgroup ${result.cgroup}, pins in ${result.pinDir}, ${ids}; ${formatPolicy(policy)}\n`);
+        out.write(
+          `sockbypass loaded: cgroup ${result.cgroup}, pins in ${result.pinDir}, ${ids}; ${formatPolicy(policy)}\n`,
+        );
         break;
       case 'already-loaded':
-        out.write(`sockbypass is already loaded: cgroup ${result.cgroup}, pins in ${result.pinDir}, ${ids}. Nothing changed.\n`);
+        out.write(
+          `sockbypass is already loaded: cgroup ${result.cgroup}, pins in ${result.pinDir}, ${ids}. Nothing changed.\n`,
+        );
         break;
       case 'replaced':
-        out.write(`sockbypass programs replaced in place: cgroup ${result.cgroup}, ${ids}; maps and live connections kept\n`);
+        out.write(
+          `sockbypass programs replaced in place: cgroup ${result.cgroup}, ${ids}; maps and live connections kept\n`,
+        );
         break;
     }
     return 0;

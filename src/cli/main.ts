@@ -36,7 +36,7 @@ function help(): string {
     '',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
-    'sockbypass <command> --help shows a command\'s options. Exit codes: docs/cli.md.',
+    "sockbypass <command> --help shows a command's options. Exit codes: docs/cli.md.",
   ].join('\n');
 }
 

@@ -72,8 +72,10 @@ export function parsePolicyFlags(
 ): { policy: Policy; changed: boolean } {
   const policy: Policy = { ...current };
   let changed = false;
-  if (typeof values.ports === 'string' && values['all-ports'] === true) throw usage('--ports and --all-ports contradict each other');
-  if (typeof values.ranges === 'string' && values['all-ranges'] === true) throw usage('--ranges and --all-ranges contradict each other');
+  if (typeof values.ports === 'string' && values['all-ports'] === true)
+    throw usage('--ports and --all-ports contradict each other');
+  if (typeof values.ranges === 'string' && values['all-ranges'] === true)
+    throw usage('--ranges and --all-ranges contradict each other');
   if (typeof values.ports === 'string') {
     policy.ports = parsePorts(values.ports);
     changed = true;
@@ -83,7 +85,8 @@ export function parsePolicyFlags(
     changed = true;
   }
   if (typeof values.ranges === 'string') {
-    if (values.ranges.trim() === '') throw usage('--ranges wants a comma-separated list of CIDR ranges, got an empty value');
+    if (values.ranges.trim() === '')
+      throw usage('--ranges wants a comma-separated list of CIDR ranges, got an empty value');
     policy.ranges = values.ranges.split(',').map((r) => r.trim());
     changed = true;
   }

@@ -34,7 +34,10 @@ export const runCommand: Command = {
     const { policy } = parsePolicyFlags(values, ALLOW_ALL);
     const maxEntries = parsePositiveInt('max-entries', str(values, 'max-entries'));
     const log = (line: string) => process.stderr.write(`sockbypass run: ${line}\n`);
-    const printer = values['log-events'] === true ? eventPrinter(out.write, { json: out.json, owners: values['no-owners'] !== true }) : undefined;
+    const printer =
+      values['log-events'] === true
+        ? eventPrinter(out.write, { json: out.json, owners: values['no-owners'] !== true })
+        : undefined;
     const signal = stopSignal();
     let agent;
     try {
@@ -57,12 +60,21 @@ export const runCommand: Command = {
     }
     const l = agent.load;
     if (agent.loadedByUs) log(`loaded: cgroup ${l.cgroup}, pins in ${l.pinDir}; ${formatPolicy(policy)}`);
-    else log(`adopted the load already pinned in ${l.pinDir} (cgroup ${l.cgroup}); it stays loaded on exit, and load flags were not applied`);
+    else
+      log(
+        `adopted the load already pinned in ${l.pinDir} (cgroup ${l.cgroup}); it stays loaded on exit, and load flags were not applied`,
+      );
     log(`serving ${agent.metrics.url} and /healthz; SIGINT/SIGTERM to stop`);
     const why = await signal.stopped;
     const result = await agent.stop();
-    if (result.unloaded) log(`${why}: unloaded (${result.unloaded.acceleratedConnections} connection(s) stay accelerated until they close)`);
-    else log(`${why}: left loaded in ${agent.pinDir} (${result.kept === 'keep' ? '--keep' : 'adopted, not ours to unload'})`);
+    if (result.unloaded)
+      log(
+        `${why}: unloaded (${result.unloaded.acceleratedConnections} connection(s) stay accelerated until they close)`,
+      );
+    else
+      log(
+        `${why}: left loaded in ${agent.pinDir} (${result.kept === 'keep' ? '--keep' : 'adopted, not ours to unload'})`,
+      );
     return 0;
   },
 };

@@ -24,7 +24,8 @@ export const statusCommand: Command = {
   --interval S  seconds between refreshes (default 1; fractions allowed)`,
   options: { ...COMMON, watch: { type: 'boolean' }, interval: { type: 'string' } },
   run(values, _pos, out) {
-    if (values.watch === true) return watchStatus(str(values, 'pin-dir') ?? DEFAULT_PIN_DIR, parseInterval(str(values, 'interval')), out);
+    if (values.watch === true)
+      return watchStatus(str(values, 'pin-dir') ?? DEFAULT_PIN_DIR, parseInterval(str(values, 'interval')), out);
     if (values.interval !== undefined) throw usage('--interval needs --watch');
     const s = status({ pinDir: str(values, 'pin-dir') });
     if (out.json) {
@@ -73,12 +74,15 @@ export function formatWatch(
   intervalS: number,
 ): string {
   // A gauge goes up and down: its rate would say nothing.
-  const rate = (row: CounterSpec) => (rates && row.kind === 'counter' ? rates[row.name as CounterName].toFixed(1) : '-');
+  const rate = (row: CounterSpec) =>
+    rates && row.kind === 'counter' ? rates[row.name as CounterName].toFixed(1) : '-';
   const lines = [
     `sockbypass at ${timeOfDay(when)}, every ${intervalS} s (Ctrl-C to stop)`,
     `  ${'sockhash'.padEnd(LABEL)}${map.entries} of ${map.maxEntries} entries`,
     `  ${'counter'.padEnd(LABEL)}${'total'.padStart(16)}${'per second'.padStart(14)}`,
-    ...COUNTERS.map((row) => `  ${row.label.padEnd(LABEL)}${String(c[row.name]).padStart(16)}${rate(row).padStart(14)}`),
+    ...COUNTERS.map(
+      (row) => `  ${row.label.padEnd(LABEL)}${String(c[row.name]).padStart(16)}${rate(row).padStart(14)}`,
+    ),
   ];
   return lines.join('\n') + '\n';
 }
@@ -91,7 +95,11 @@ async function watchStatus(pinDir: string, intervalS: number, out: Output): Prom
   try {
     for (;;) {
       if (pinState(pinDir) !== 'complete') {
-        out.write(out.json ? toJson({ time: new Date().toISOString(), loaded: false }) + '\n' : `sockbypass was unloaded from ${pinDir}\n`);
+        out.write(
+          out.json
+            ? toJson({ time: new Date().toISOString(), loaded: false }) + '\n'
+            : `sockbypass was unloaded from ${pinDir}\n`,
+        );
         return 0;
       }
       const at = process.hrtime.bigint();
@@ -107,7 +115,8 @@ async function watchStatus(pinDir: string, intervalS: number, out: Output): Prom
       }
       prev = { c, at };
       const now = new Date();
-      if (out.json) out.write(toJson({ time: now.toISOString(), loaded: true, map, counters: c, rates: rates ?? null }) + '\n');
+      if (out.json)
+        out.write(toJson({ time: now.toISOString(), loaded: true, map, counters: c, rates: rates ?? null }) + '\n');
       else out.write((tty ? '\x1b[H\x1b[2J' : prev && rates ? '\n' : '') + formatWatch(c, rates, map, now, intervalS));
       let timer: NodeJS.Timeout | undefined;
       const stopped = await Promise.race([

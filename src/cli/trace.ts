@@ -85,7 +85,7 @@ export function eventPrinter(
 
 export const traceCommand: Command = {
   name: 'trace',
-  summary: 'stream the data plane\'s events (accelerated, refused, skipped as short, closed) until Ctrl-C',
+  summary: "stream the data plane's events (accelerated, refused, skipped as short, closed) until Ctrl-C",
   usage: `sockbypass trace [--pin-dir DIR] [--json] [--no-owners] [--backlog]
   Prints one line per event: time, event, command/pid, local → remote, family,
   network namespace (cookie and name), socket cookie; and a LOST line when the

@@ -10,8 +10,10 @@ export const unloadCommand: Command = {
   run(values, _pos, out) {
     const result = unload({ pinDir: str(values, 'pin-dir'), force: values.force === true });
     if (out.json) out.write(toJson(result) + '\n');
-    else if (result.outcome === 'not-loaded') out.write(`sockbypass is not loaded at ${result.pinDir}; nothing to do\n`);
-    else if (result.outcome === 'removed-remnant') out.write(`removed an incomplete set of pins from ${result.pinDir}\n`);
+    else if (result.outcome === 'not-loaded')
+      out.write(`sockbypass is not loaded at ${result.pinDir}; nothing to do\n`);
+    else if (result.outcome === 'removed-remnant')
+      out.write(`removed an incomplete set of pins from ${result.pinDir}\n`);
     else {
       out.write(
         `sockbypass unloaded from ${result.pinDir}: ${result.acceleratedConnections} accelerated connection(s) ` +

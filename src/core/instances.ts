@@ -40,7 +40,9 @@ function descendants(dir: string, limit: number): string[] {
     if (out.length >= limit || depth > 16) return;
     let names: string[];
     try {
-      names = readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+      names = readdirSync(d, { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name);
     } catch {
       return;
     }

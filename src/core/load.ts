@@ -89,7 +89,11 @@ function loadOurObject(objectPath: string, configure: (obj: BpfObject) => void):
   } catch (err) {
     if (err instanceof SockbypassError || err instanceof VerifierError) throw err;
     if (err instanceof BpfError) {
-      const why = err.detail.split('\n').filter((l) => l.trim()).slice(-1)[0] ?? err.message;
+      const why =
+        err.detail
+          .split('\n')
+          .filter((l) => l.trim())
+          .slice(-1)[0] ?? err.message;
       throw objectUnusable(objectPath, `${err.operation}: ${why.trim()}`, err);
     }
     throw err;

@@ -73,8 +73,10 @@ export function writeValidPolicy(maps: PolicyMaps, policy: Policy): void {
   // The maps' capacity is set in C; read it rather than writing it down twice.
   const portRoom = maps.allowed_ports.info.maxEntries;
   const rangeRoom = maps.allowed_ranges.info.maxEntries;
-  if ((policy.ports?.length ?? 0) > portRoom) throw usage(`too many ports: ${policy.ports?.length}, the policy holds at most ${portRoom}`);
-  if ((policy.ranges?.length ?? 0) > rangeRoom) throw usage(`too many ranges: ${policy.ranges?.length}, the policy holds at most ${rangeRoom}`);
+  if ((policy.ports?.length ?? 0) > portRoom)
+    throw usage(`too many ports: ${policy.ports?.length}, the policy holds at most ${portRoom}`);
+  if ((policy.ranges?.length ?? 0) > rangeRoom)
+    throw usage(`too many ranges: ${policy.ranges?.length}, the policy holds at most ${rangeRoom}`);
   // Sets first, then the flags that turn them on, so no new connection sees a half-written filter.
   clear(maps.allowed_ports);
   for (const p of policy.ports ?? []) maps.allowed_ports.update(u32(p), Buffer.from([1]));
@@ -87,10 +89,7 @@ export function writeValidPolicy(maps: PolicyMaps, policy: Policy): void {
     (policy.ports ? SETTINGS_FLAGS.portFilter : 0) |
     (policy.ranges ? SETTINGS_FLAGS.addressFilter : 0) |
     (policy.flowControl === false ? SETTINGS_FLAGS.noFlowControl : 0);
-  maps.settings.update(
-    u32(0),
-    settingsCodec.encode({ flags, layoutVersion: LAYOUT_VERSION, ...knobsOf(policy) }),
-  );
+  maps.settings.update(u32(0), settingsCodec.encode({ flags, layoutVersion: LAYOUT_VERSION, ...knobsOf(policy) }));
 }
 
 export function readPolicy(maps: PolicyMaps): Policy {

@@ -40,7 +40,12 @@ export class ExistsError extends BpfError {
 /** The kernel refused a program; `log` is the verifier's output. */
 export class VerifierError extends BpfError {
   override readonly name = 'VerifierError';
-  constructor(operation: string, errno: number, detail: string, readonly log: string) {
+  constructor(
+    operation: string,
+    errno: number,
+    detail: string,
+    readonly log: string,
+  ) {
     super(operation, errno, detail);
   }
 }

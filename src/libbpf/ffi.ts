@@ -66,10 +66,14 @@ export const fn = {
   libbpf_num_possible_cpus: lib.func('int libbpf_num_possible_cpus(void)'),
   libbpf_probe_bpf_map_type: lib.func('int libbpf_probe_bpf_map_type(int map_type, const void *opts)'),
 
-  bpf_object__open_file: lib.func('bpf_object *bpf_object__open_file(const char *path, const bpf_object_open_opts *opts)'),
+  bpf_object__open_file: lib.func(
+    'bpf_object *bpf_object__open_file(const char *path, const bpf_object_open_opts *opts)',
+  ),
   bpf_object__load: lib.func('int bpf_object__load(bpf_object *obj)'),
   bpf_object__close: lib.func('void bpf_object__close(bpf_object *obj)'),
-  bpf_object__find_program_by_name: lib.func('bpf_program *bpf_object__find_program_by_name(bpf_object *obj, const char *name)'),
+  bpf_object__find_program_by_name: lib.func(
+    'bpf_program *bpf_object__find_program_by_name(bpf_object *obj, const char *name)',
+  ),
   bpf_object__find_map_by_name: lib.func('bpf_map *bpf_object__find_map_by_name(bpf_object *obj, const char *name)'),
   bpf_object__next_map: lib.func('bpf_map *bpf_object__next_map(const bpf_object *obj, const bpf_map *map)'),
   bpf_object__next_program: lib.func('bpf_program *bpf_object__next_program(const bpf_object *obj, bpf_program *prog)'),
@@ -100,7 +104,9 @@ export const fn = {
     'int bpf_prog_query(int target_fd, int type, uint32 query_flags, _Out_ uint32 *attach_flags, _Out_ uint32 *prog_ids, _Inout_ uint32 *prog_cnt)',
   ),
 
-  ring_buffer__new: lib.func('ring_buffer *ring_buffer__new(int map_fd, ring_buffer_sample_fn *sample_cb, void *ctx, const void *opts)'),
+  ring_buffer__new: lib.func(
+    'ring_buffer *ring_buffer__new(int map_fd, ring_buffer_sample_fn *sample_cb, void *ctx, const void *opts)',
+  ),
   ring_buffer__consume: lib.func('int ring_buffer__consume(ring_buffer *rb)'),
   ring_buffer__free: lib.func('void ring_buffer__free(ring_buffer *rb)'),
 

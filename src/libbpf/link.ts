@@ -24,7 +24,10 @@ export interface Link {
 
 class FdLink implements Link {
   private closed = false;
-  constructor(readonly fd: number, private readonly what: string) {}
+  constructor(
+    readonly fd: number,
+    private readonly what: string,
+  ) {}
 
   pin(path: string): void {
     check(fn.bpf_obj_pin(this.fd, path), `pin ${this.what} link at ${path}`);

@@ -47,7 +47,11 @@ export class BpfObject {
   /** The object's maps by name, without libbpf's internal ones (.rodata, .bss, .data, .kconfig). */
   mapNames(): string[] {
     const names: string[] = [];
-    for (let map = fn.bpf_object__next_map(this.live(), null) as Handle; map; map = fn.bpf_object__next_map(this.live(), map) as Handle) {
+    for (
+      let map = fn.bpf_object__next_map(this.live(), null) as Handle;
+      map;
+      map = fn.bpf_object__next_map(this.live(), map) as Handle
+    ) {
       if (!fn.bpf_map__is_internal(map)) names.push(fn.bpf_map__name(map) as string);
     }
     return names;
@@ -56,7 +60,11 @@ export class BpfObject {
   /** The object's programs by name. */
   programNames(): string[] {
     const names: string[] = [];
-    for (let prog = fn.bpf_object__next_program(this.live(), null) as Handle; prog; prog = fn.bpf_object__next_program(this.live(), prog) as Handle) {
+    for (
+      let prog = fn.bpf_object__next_program(this.live(), null) as Handle;
+      prog;
+      prog = fn.bpf_object__next_program(this.live(), prog) as Handle
+    ) {
       names.push(fn.bpf_program__name(prog) as string);
     }
     return names;

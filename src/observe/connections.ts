@@ -73,7 +73,7 @@ function netnsRef(ns: NetnsEntry): NetnsRef {
 export function describeSockets(sockets: readonly AcceleratedSocket[]): ConnectionDetails[] {
   if (sockets.length === 0) return [];
   let namespaces = listNetns();
-  let diag = diagSockets(namespaces);
+  const diag = diagSockets(namespaces);
   if (sockets.some((s) => !diag.has(s.cookie))) {
     const more = listNetns({ processes: true }).filter((ns) => !namespaces.some((n) => n.inode === ns.inode));
     for (const [cookie, d] of diagSockets(more)) diag.set(cookie, d);
@@ -114,7 +114,14 @@ export function describeSockets(sockets: readonly AcceleratedSocket[]): Connecti
     if (b && a.role === 'server' && b.role !== 'server') [a, b] = [b, a]; // client first
     const crossNamespace = b !== undefined && b.netns.cookie !== a.netns.cookie;
     const natted = b !== undefined && (a.local !== b.remote || a.remote !== b.local);
-    return { handshake: p.a.key.handshake, ...(crossNamespace ? {} : { netns: a.netns }), crossNamespace, natted, a, ...(b ? { b } : {}) };
+    return {
+      handshake: p.a.key.handshake,
+      ...(crossNamespace ? {} : { netns: a.netns }),
+      crossNamespace,
+      natted,
+      a,
+      ...(b ? { b } : {}),
+    };
   });
   return pairs.sort(
     (x, y) =>

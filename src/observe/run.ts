@@ -141,7 +141,9 @@ export function createMetrics(read: () => Snapshot): Registry {
   gauge('sockbypass_loaded', '1 while the load this agent serves is pinned, else 0.', (s) => (s.loaded ? 1 : 0));
   gauge('sockbypass_map_entries', 'Sockets in the sockhash now.', (s) => s.mapEntries);
   gauge('sockbypass_map_capacity', 'Capacity of the sockhash (max_entries).', (s) => s.mapCapacity);
-  gauge('sockbypass_map_fill_ratio', 'Sockhash entries / capacity.', (s) => (s.mapCapacity ? s.mapEntries / s.mapCapacity : 0));
+  gauge('sockbypass_map_fill_ratio', 'Sockhash entries / capacity.', (s) =>
+    s.mapCapacity ? s.mapEntries / s.mapCapacity : 0,
+  );
   gauge('sockbypass_accelerated_connections', 'Connections with both ends in the sockhash now.', (s) => s.connections);
   return registry;
 }
@@ -173,7 +175,8 @@ export async function startAgent(options: RunOptions = {}): Promise<Agent> {
     } else if (path === '/metrics') {
       registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-        (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`error: ${(err as Error).message}\n`),
+        (err: unknown) =>
+          res.writeHead(500, { 'content-type': 'text/plain' }).end(`error: ${(err as Error).message}\n`),
       );
     } else if (path === '/healthz') {
       const ok = state !== undefined && pinState(pinDir) === 'complete';

@@ -20,7 +20,10 @@ const ROOT_CGROUP_ID = 1n;
  * first in /proc/mounts. A container in a cgroup namespace sees its own cgroup
  * mounted at /sys/fs/cgroup before the host's root bind-mounted in for the agent.
  */
-export function cgroup2Mount(mountsText?: string, idOf: (dir: string) => bigint | undefined = cgroupIdIfPresent): string {
+export function cgroup2Mount(
+  mountsText?: string,
+  idOf: (dir: string) => bigint | undefined = cgroupIdIfPresent,
+): string {
   const mounts = mountsOfType('cgroup2', mountsText);
   const mount = mounts.find((m) => idOf(m) === ROOT_CGROUP_ID) ?? mounts[0];
   if (!mount) throw noCgroup2();
@@ -66,7 +69,9 @@ export function cgroupPathById(id: bigint, maxDepth = 8): string | undefined {
     if (depth >= maxDepth) return undefined;
     let entries: string[];
     try {
-      entries = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+      entries = readdirSync(dir, { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name);
     } catch {
       return undefined;
     }
@@ -92,10 +97,7 @@ export function moveToCgroup(dir: string, pid: number): void {
 }
 
 export function cgroupProcs(dir: string): number[] {
-  return readFileSync(join(dir, 'cgroup.procs'), 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map(Number);
+  return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
 }
 
 /** Remove a cgroup, first moving any process left in it to the parent. */

@@ -15,7 +15,15 @@
  * Needs CAP_SYS_ADMIN for setns and root to read other users' /proc/PID/fd.
  */
 import { createRequire } from 'node:module';
-import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, statSync, constants as fsConstants } from 'node:fs';
+import {
+  closeSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  constants as fsConstants,
+} from 'node:fs';
 import { join } from 'node:path';
 import type * as KoffiModule from 'koffi';
 
@@ -66,7 +74,10 @@ export const TCP_STATES = [
 ] as const;
 
 class SysError extends Error {
-  constructor(what: string, readonly errno: number) {
+  constructor(
+    what: string,
+    readonly errno: number,
+  ) {
     super(`${what}: errno ${errno}`);
   }
 }
@@ -103,7 +114,8 @@ export class DiagSocketHandle {
   private constructor(readonly fd: number) {}
 
   static open(netnsPath?: string): DiagSocketHandle {
-    const create = () => sys(c.socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG) as number, 'socket(AF_NETLINK)');
+    const create = () =>
+      sys(c.socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG) as number, 'socket(AF_NETLINK)');
     const fd = netnsPath === undefined ? create() : inNetns(netnsPath, create);
     const handle = new DiagSocketHandle(fd);
     try {
@@ -272,7 +284,13 @@ export function listNetns(options: { processes?: boolean } = {}): NetnsEntry[] {
     } catch {
       continue;
     }
-    byInode.set(inode, { cookie, inode, current: cand.current, path: cand.path, ...(cand.name ? { name: cand.name } : {}) });
+    byInode.set(inode, {
+      cookie,
+      inode,
+      current: cand.current,
+      path: cand.path,
+      ...(cand.name ? { name: cand.name } : {}),
+    });
   }
   return [...byInode.values()];
 }

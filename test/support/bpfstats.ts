@@ -25,7 +25,10 @@ export interface ProgRun {
 }
 
 export function progRun(id: number): ProgRun {
-  const info = JSON.parse(execFileSync('bpftool', ['prog', 'show', 'id', String(id), '--json']).toString()) as { run_time_ns?: number; run_cnt?: number };
+  const info = JSON.parse(execFileSync('bpftool', ['prog', 'show', 'id', String(id), '--json']).toString()) as {
+    run_time_ns?: number;
+    run_cnt?: number;
+  };
   return { ns: info.run_time_ns ?? 0, count: info.run_cnt ?? 0 };
 }
 

@@ -46,7 +46,11 @@ export class Btf {
     const t = this.find('STRUCT', name);
     return {
       size: t.size as number,
-      members: (t.members ?? []).map((m) => ({ name: m.name, offset: m.bits_offset / 8, size: this.sizeOf(m.type_id) })),
+      members: (t.members ?? []).map((m) => ({
+        name: m.name,
+        offset: m.bits_offset / 8,
+        size: this.sizeOf(m.type_id),
+      })),
     };
   }
 

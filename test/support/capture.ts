@@ -15,9 +15,15 @@ export interface Capture {
 export async function capture(sb: Sandbox, ns: string, dev: string, filter = 'tcp'): Promise<Capture> {
   // --immediate-mode: packets still in tcpdump's ring at SIGINT are otherwise not counted as
   // captured; the kernel's "received by filter" count is used as well, whichever is larger.
-  const proc: Started = startInNetns(sb, ns, 'tcpdump', ['--immediate-mode', '-i', dev, '-nn', '-p', '-q', '-w', '/dev/null', filter], {
-    cgroup: null,
-  });
+  const proc: Started = startInNetns(
+    sb,
+    ns,
+    'tcpdump',
+    ['--immediate-mode', '-i', dev, '-nn', '-p', '-q', '-w', '/dev/null', filter],
+    {
+      cgroup: null,
+    },
+  );
   await waitFor(() => /listening on/.test(proc.stderr()) || proc.child.exitCode !== null, 10_000);
   if (proc.child.exitCode !== null) throw new Error(`tcpdump on ${ns}/${dev}: ${proc.stderr()}`);
   return {
@@ -38,9 +44,15 @@ export async function capture(sb: Sandbox, ns: string, dev: string, filter = 'tc
 
 /** The source ports of the SYNs (no ACK) seen on `dev` while it runs. */
 export async function synPorts(sb: Sandbox, ns: string, dev: string): Promise<{ stop(): Promise<number[]> }> {
-  const proc: Started = startInNetns(sb, ns, 'tcpdump', ['--immediate-mode', '-l', '-i', dev, '-nn', '-p', '-q', 'tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn'], {
-    cgroup: null,
-  });
+  const proc: Started = startInNetns(
+    sb,
+    ns,
+    'tcpdump',
+    ['--immediate-mode', '-l', '-i', dev, '-nn', '-p', '-q', 'tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn'],
+    {
+      cgroup: null,
+    },
+  );
   await waitFor(() => /listening on/.test(proc.stderr()) || proc.child.exitCode !== null, 10_000);
   return {
     async stop() {

@@ -31,10 +31,14 @@ export async function runCase(sb: Sandbox, name: string): Promise<Observations> 
   try {
     parsed = JSON.parse(line) as typeof parsed;
   } catch {
-    throw new Error(`conform ${name}: no JSON on stdout (exit ${done.code}): ${done.stdout.slice(0, 300)} ${done.stderr.slice(0, 300)}`);
+    throw new Error(
+      `conform ${name}: no JSON on stdout (exit ${done.code}): ${done.stdout.slice(0, 300)} ${done.stderr.slice(0, 300)}`,
+    );
   }
   if (parsed.error !== undefined || !parsed.obs || done.code !== 0) {
-    throw new Error(`conform ${name}: ${parsed.error ?? 'no observations'} (exit ${done.code}) ${done.stderr.slice(0, 300)}`);
+    throw new Error(
+      `conform ${name}: ${parsed.error ?? 'no observations'} (exit ${done.code}) ${done.stderr.slice(0, 300)}`,
+    );
   }
   return parsed.obs;
 }
@@ -42,11 +46,11 @@ export async function runCase(sb: Sandbox, name: string): Promise<Observations> 
 /** Every field whose value differs, in the plain run's field order, then fields only the bypass run has. */
 export function differences(plain: Observations, bypass: Observations): FieldDifference[] {
   const fields = [...Object.keys(plain), ...Object.keys(bypass).filter((k) => !(k in plain))];
-  return fields
-    .filter((f) => plain[f] !== bypass[f])
-    .map((f) => ({ field: f, plain: plain[f], bypass: bypass[f] }));
+  return fields.filter((f) => plain[f] !== bypass[f]).map((f) => ({ field: f, plain: plain[f], bypass: bypass[f] }));
 }
 
 export function formatDifferences(diffs: readonly FieldDifference[]): string {
-  return diffs.map((d) => `${d.field}: plain ${JSON.stringify(d.plain)}, bypass ${JSON.stringify(d.bypass)}`).join('; ');
+  return diffs
+    .map((d) => `${d.field}: plain ${JSON.stringify(d.plain)}, bypass ${JSON.stringify(d.bypass)}`)
+    .join('; ');
 }

@@ -51,10 +51,15 @@ export async function startHaproxy(sb: Sandbox, o: HaproxyOptions): Promise<Star
   const proc = startInNetns(sb, o.ns, HAPROXY, ['-db', '-f', config]);
   const port = o.listen.split(':').pop() as string;
   try {
-    await waitFor(() => proc.child.exitCode !== null || inNs(o.ns, 'ss', ['-Hltn', `sport = :${port}`]).trim() !== '', 10_000, 50);
+    await waitFor(
+      () => proc.child.exitCode !== null || inNs(o.ns, 'ss', ['-Hltn', `sport = :${port}`]).trim() !== '',
+      10_000,
+      50,
+    );
   } catch {
     throw new Error(`haproxy ${o.name} did not listen on ${o.listen}: ${proc.stderr()}`);
   }
-  if (proc.child.exitCode !== null) throw new Error(`haproxy ${o.name} exited ${proc.child.exitCode}: ${proc.stderr()}`);
+  if (proc.child.exitCode !== null)
+    throw new Error(`haproxy ${o.name} exited ${proc.child.exitCode}: ${proc.stderr()}`);
   return proc;
 }

@@ -8,7 +8,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 
-type Node = { kind: 'text'; text: string } | { kind: 'out'; expr: string } | { kind: 'if'; expr: string; body: Node[] } | { kind: 'range'; name: string; expr: string; body: Node[] };
+type Node =
+  | { kind: 'text'; text: string }
+  | { kind: 'out'; expr: string }
+  | { kind: 'if'; expr: string; body: Node[] }
+  | { kind: 'range'; name: string; expr: string; body: Node[] };
 
 export interface RenderContext {
   Values: unknown;
@@ -51,8 +55,10 @@ function parseNodes(tokens: Array<{ text: string } | { action: string }>): Node[
       if (a === 'end') return nodes;
       let m: RegExpExecArray | null;
       if ((m = /^if\s+(.+)$/.exec(a))) nodes.push({ kind: 'if', expr: m[1] as string, body: block() });
-      else if ((m = /^range\s+\$(\w+)\s*:=\s*(.+)$/.exec(a))) nodes.push({ kind: 'range', name: m[1] as string, expr: m[2] as string, body: block() });
-      else if (/^(else|with|define|template|include|block)\b/.test(a)) throw new Error(`helm-lite: unsupported action {{ ${a} }}`);
+      else if ((m = /^range\s+\$(\w+)\s*:=\s*(.+)$/.exec(a)))
+        nodes.push({ kind: 'range', name: m[1] as string, expr: m[2] as string, body: block() });
+      else if (/^(else|with|define|template|include|block)\b/.test(a))
+        throw new Error(`helm-lite: unsupported action {{ ${a} }}`);
       else nodes.push({ kind: 'out', expr: a });
     }
     return nodes;
@@ -62,7 +68,8 @@ function parseNodes(tokens: Array<{ text: string } | { action: string }>): Node[
 
 function path(value: unknown, fields: string): unknown {
   let v = value;
-  for (const f of fields.split('.').filter(Boolean)) v = v === null || v === undefined ? undefined : (v as Record<string, unknown>)[f];
+  for (const f of fields.split('.').filter(Boolean))
+    v = v === null || v === undefined ? undefined : (v as Record<string, unknown>)[f];
   return v;
 }
 
@@ -96,7 +103,8 @@ class Renderer {
 
   term(t: string, dot: unknown, vars: Record<string, unknown>): unknown {
     let m: RegExpExecArray | null;
-    if ((m = /^\(([\s\S]*)\)((?:\.\w+)*)$/.exec(t))) return path(this.pipeline(m[1] as string, dot, vars), m[2] as string);
+    if ((m = /^\(([\s\S]*)\)((?:\.\w+)*)$/.exec(t)))
+      return path(this.pipeline(m[1] as string, dot, vars), m[2] as string);
     if ((m = /^"([^"]*)"$/.exec(t))) return m[1];
     if (/^\d+$/.test(t)) return Number(t);
     if ((m = /^\$(\w*)((?:\.\w+)*)$/.exec(t))) {
@@ -119,7 +127,10 @@ class Renderer {
         return stringify(args[0]).replace(/\n$/, '');
       case 'nindent': {
         const pad = ' '.repeat(Number(args[0]));
-        return `\n${String(args[1]).split('\n').map((l) => pad + l).join('\n')}`;
+        return `\n${String(args[1])
+          .split('\n')
+          .map((l) => pad + l)
+          .join('\n')}`;
       }
       case 'lookup':
         return this.ctx.lookup ? this.ctx.lookup(...(args as [string, string, string, string])) : {};
@@ -155,7 +166,14 @@ class Renderer {
 /** Deep merge of value overrides onto defaults (maps merge, everything else replaces). */
 export function mergeValues(base: unknown, over: unknown): unknown {
   if (over === undefined) return base;
-  if (base && over && typeof base === 'object' && typeof over === 'object' && !Array.isArray(base) && !Array.isArray(over)) {
+  if (
+    base &&
+    over &&
+    typeof base === 'object' &&
+    typeof over === 'object' &&
+    !Array.isArray(base) &&
+    !Array.isArray(over)
+  ) {
     const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
     for (const [k, v] of Object.entries(over)) out[k] = mergeValues(out[k], v);
     return out;
@@ -164,7 +182,10 @@ export function mergeValues(base: unknown, over: unknown): unknown {
 }
 
 /** Render every template of the chart in `chartDir`: the YAML documents, parsed, nulls dropped. */
-export function renderChart(chartDir: string, options: { values?: unknown; release?: { name: string; namespace: string }; lookup?: RenderContext['lookup'] } = {}): unknown[] {
+export function renderChart(
+  chartDir: string,
+  options: { values?: unknown; release?: { name: string; namespace: string }; lookup?: RenderContext['lookup'] } = {},
+): unknown[] {
   const chart = parse(readFileSync(join(chartDir, 'Chart.yaml'), 'utf8')) as Record<string, unknown>;
   const ctx: RenderContext = {
     Values: mergeValues(parse(readFileSync(join(chartDir, 'values.yaml'), 'utf8')), options.values),
@@ -175,7 +196,9 @@ export function renderChart(chartDir: string, options: { values?: unknown; relea
   const renderer = new Renderer(ctx);
   const docs: unknown[] = [];
   const dir = join(chartDir, 'templates');
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()) {
+  for (const file of readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()) {
     const text = renderer.nodes(parseNodes(tokenize(readFileSync(join(dir, file), 'utf8'))), ctx, {});
     for (const doc of text.split(/^---$/m)) {
       const obj: unknown = parse(doc);

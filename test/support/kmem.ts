@@ -58,7 +58,13 @@ export function kmemDelta(before: KmemSnapshot, after: KmemSnapshot): KmemDelta 
     objectsBySlab.set(name, (after.objects.get(name) ?? 0) - (before.objects.get(name) ?? 0));
     slabObjects += d;
   }
-  return { slabObjects, bySlab, objectsBySlab, slabTotal: after.slabTotal - before.slabTotal, percpu: after.percpu - before.percpu };
+  return {
+    slabObjects,
+    bySlab,
+    objectsBySlab,
+    slabTotal: after.slabTotal - before.slabTotal,
+    percpu: after.percpu - before.percpu,
+  };
 }
 
 /** A map fd's "memlock" line in /proc/self/fdinfo: the kernel's estimate of the map's memory. */

@@ -46,7 +46,13 @@ export interface NatSetup {
 export const SERVER_PORT = 5201;
 
 /** Two namespaces over a veth: a (addrA) and b (addrB), /24. */
-function twoNs(sb: Sandbox, tagA: string, tagB: string, addrA: string, addrB: string): { a: string; b: string; veth: Veth } {
+function twoNs(
+  sb: Sandbox,
+  tagA: string,
+  tagB: string,
+  addrA: string,
+  addrB: string,
+): { a: string; b: string; veth: Veth } {
   const a = createNetns(sb, tagA);
   const b = createNetns(sb, tagB);
   const veth = createVeth(sb, a, b, `${addrA}/24`, `${addrB}/24`);
@@ -93,11 +99,21 @@ async function sidecarOutbound(sb: Sandbox, fw: Firewall, dir: string): Promise<
       ['-t', 'nat', '-A', 'ISTIO_REDIRECT', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', '15001'],
     ]);
   } else {
-    nft(sb, app, `table ip sidecar {
+    nft(
+      sb,
+      app,
+      `table ip sidecar {
   chain output { type nat hook output priority -100; ip daddr ${VIP_OUT} tcp dport 80 redirect to :15001; }
-}\n`);
+}\n`,
+    );
   }
-  await startHaproxy(sb, { ns: app, listen: '0.0.0.0:15001', upstream: `198.18.3.1:${SERVER_PORT}`, dir, name: `out-${fw}` });
+  await startHaproxy(sb, {
+    ns: app,
+    listen: '0.0.0.0:15001',
+    upstream: `198.18.3.1:${SERVER_PORT}`,
+    dir,
+    name: `out-${fw}`,
+  });
   return {
     pattern: 'sidecar-outbound',
     firewall: fw,
@@ -125,9 +141,13 @@ async function sidecarInbound(sb: Sandbox, fw: Firewall, dir: string): Promise<N
       ['-t', 'nat', '-A', 'ISTIO_IN_REDIRECT', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', '15006'],
     ]);
   } else {
-    nft(sb, pod, `table ip sidecar {
+    nft(
+      sb,
+      pod,
+      `table ip sidecar {
   chain prerouting { type nat hook prerouting priority dstnat; tcp dport 8080 redirect to :15006; }
-}\n`);
+}\n`,
+    );
   }
   // Locally made connections skip PREROUTING, so the proxy's own connection to :8080 is not redirected.
   const appAddress = fw === 'iptables' ? '127.0.0.1' : '198.18.4.1';
@@ -167,13 +187,17 @@ async function service(sb: Sandbox, fw: Firewall): Promise<NatSetup> {
     ]);
   } else {
     // kube-proxy's nftables mode: a verdict map from VIP . proto . port to the service's chain.
-    nft(sb, r.node, `table ip kube-proxy {
+    nft(
+      sb,
+      r.node,
+      `table ip kube-proxy {
   chain endpoint-sbnat { meta l4proto tcp dnat to ${endpoint}; }
   chain service-sbnat { goto endpoint-sbnat; }
   chain services { ip daddr . meta l4proto . th dport vmap { ${VIP_SVC} . tcp . 80 : goto service-sbnat }; }
   chain nat-prerouting { type nat hook prerouting priority dstnat; jump services; }
   chain nat-output { type nat hook output priority -100; jump services; }
-}\n`);
+}\n`,
+    );
   }
   return {
     pattern: 'service',

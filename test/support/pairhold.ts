@@ -54,15 +54,28 @@ export async function holdPairs(sb: Sandbox, pairs: number, options: HoldOptions
   sb.onCleanup(() => rmSync(dir, { recursive: true, force: true }));
   const readyFile = join(dir, 'ready');
   const timeoutMs = options.timeoutMs ?? 120_000;
-  const args = ['--pairs', String(pairs), '--ready-file', readyFile, '--timeout', String(timeoutMs / 1000), ...(options.ping ? ['--ping'] : [])];
+  const args = [
+    '--pairs',
+    String(pairs),
+    '--ready-file',
+    readyFile,
+    '--timeout',
+    String(timeoutMs / 1000),
+    ...(options.ping ? ['--ping'] : []),
+  ];
   const [cmd, argv] = options.netns ? inNetns(options.netns, PAIRHOLD, args) : [PAIRHOLD, args];
   const proc = sb.start(cmd, argv, options.cgroup === undefined ? {} : { cgroup: options.cgroup });
   try {
-    await waitFor(() => existsSync(readyFile) || proc.child.exitCode !== null || proc.child.signalCode !== null, timeoutMs, 50);
+    await waitFor(
+      () => existsSync(readyFile) || proc.child.exitCode !== null || proc.child.signalCode !== null,
+      timeoutMs,
+      50,
+    );
   } catch {
     throw new Error(`pairhold --pairs ${pairs}: not ready within ${timeoutMs} ms; stderr: ${proc.stderr()}`);
   }
-  if (!existsSync(readyFile)) throw new Error(`pairhold --pairs ${pairs} exited (${proc.child.exitCode}): ${proc.stdout()} ${proc.stderr()}`);
+  if (!existsSync(readyFile))
+    throw new Error(`pairhold --pairs ${pairs} exited (${proc.child.exitCode}): ${proc.stdout()} ${proc.stderr()}`);
   const ready = JSON.parse(readFileSync(readyFile, 'utf8')) as PairholdReady;
   return {
     ready,
@@ -75,7 +88,9 @@ export async function holdPairs(sb: Sandbox, pairs: number, options: HoldOptions
       try {
         json = JSON.parse(line) as PairholdResult;
       } catch {
-        throw new Error(`pairhold: no JSON on stdout (${JSON.stringify(done.stdout.slice(0, 300))}); stderr: ${done.stderr.slice(0, 500)}`);
+        throw new Error(
+          `pairhold: no JSON on stdout (${JSON.stringify(done.stdout.slice(0, 300))}); stderr: ${done.stderr.slice(0, 500)}`,
+        );
       }
       return { code: done.code, json, stderr: done.stderr };
     },

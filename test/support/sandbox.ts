@@ -75,7 +75,11 @@ export class Sandbox {
   }
 
   /** Run to completion with a deadline; rejects on timeout (after killing it). */
-  async run(command: string, args: readonly string[], options: SpawnOptions & { cgroup?: string | null; timeoutMs?: number } = {}): Promise<Finished> {
+  async run(
+    command: string,
+    args: readonly string[],
+    options: SpawnOptions & { cgroup?: string | null; timeoutMs?: number } = {},
+  ): Promise<Finished> {
     const { timeoutMs = 60_000, ...rest } = options;
     const started = this.start(command, args, rest);
     const timer = setTimeout(() => started.child.kill('SIGKILL'), timeoutMs);
@@ -95,7 +99,10 @@ export class Sandbox {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
     await Promise.all(
-      [...this.children].map((c) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('close', () => r())))),
+      [...this.children].map(
+        (c) =>
+          new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('close', () => r()))),
+      ),
     );
     for (const fn of this.cleanups.reverse()) {
       try {

@@ -18,7 +18,10 @@ function nodeIn(netns: string | undefined, args: string[]): [string, string[]] {
   return netns ? ['ip', ['netns', 'exec', netns, process.execPath, ...args]] : [process.execPath, args];
 }
 
-export async function startServer(sb: Sandbox, options: { listen?: string; port?: number; expect?: number; netns?: string } = {}): Promise<Server> {
+export async function startServer(
+  sb: Sandbox,
+  options: { listen?: string; port?: number; expect?: number; netns?: string } = {},
+): Promise<Server> {
   const args = [CONNS, 'serve', '--listen', options.listen ?? '::'];
   if (options.port) args.push('--port', String(options.port));
   if (options.expect) args.push('--expect', String(options.expect));

@@ -64,7 +64,9 @@ function parseJson(stdout: string, stderr: string, what: string): IntegrityResul
   try {
     return JSON.parse(line) as IntegrityResult;
   } catch {
-    throw new Error(`${what}: no JSON on stdout (${JSON.stringify(stdout.slice(0, 300))}); stderr: ${stderr.slice(0, 500)}`);
+    throw new Error(
+      `${what}: no JSON on stdout (${JSON.stringify(stdout.slice(0, 300))}); stderr: ${stderr.slice(0, 500)}`,
+    );
   }
 }
 
@@ -78,7 +80,11 @@ export interface SbloadOptions {
 }
 
 /** Start `sbload integrity ARGS` in the sandbox; resolves with its parsed JSON. */
-export function startIntegrity(sb: Sandbox, args: string[], options: SbloadOptions = {}): { proc: Started; result: Promise<SbloadRun> } {
+export function startIntegrity(
+  sb: Sandbox,
+  args: string[],
+  options: SbloadOptions = {},
+): { proc: Started; result: Promise<SbloadRun> } {
   requireTool(SBLOAD);
   const argv = ['integrity', ...args];
   const [cmd, cmdArgs] = options.netns ? inNetns(options.netns, SBLOAD, argv) : [SBLOAD, argv];
@@ -87,8 +93,15 @@ export function startIntegrity(sb: Sandbox, args: string[], options: SbloadOptio
   const timer = setTimeout(() => proc.child.kill('SIGKILL'), options.timeoutMs ?? 180_000);
   const result = proc.done.then((done) => {
     clearTimeout(timer);
-    if (done.signal === 'SIGKILL') throw new Error(`sbload ${argv.join(' ')} was killed after ${options.timeoutMs ?? 180_000} ms`);
-    return { code: done.code, signal: done.signal, json: parseJson(done.stdout, done.stderr, `sbload ${argv.join(' ')}`), stderr: done.stderr, ms: Date.now() - t0 };
+    if (done.signal === 'SIGKILL')
+      throw new Error(`sbload ${argv.join(' ')} was killed after ${options.timeoutMs ?? 180_000} ms`);
+    return {
+      code: done.code,
+      signal: done.signal,
+      json: parseJson(done.stdout, done.stderr, `sbload ${argv.join(' ')}`),
+      stderr: done.stderr,
+      ms: Date.now() - t0,
+    };
   });
   return { proc, result };
 }
@@ -101,7 +114,11 @@ export async function integrity(sb: Sandbox, args: string[], options: SbloadOpti
 export function assertIntact(run: SbloadRun, what: string, directions = 2): void {
   const j = run.json;
   assert.equal(j.error, undefined, `${what}: sbload error ${j.error}; stderr ${run.stderr}`);
-  assert.equal(j.failures, 0, `${what}: ${j.failures} failed connection(s); first: ${j.firstFailure}; samples: ${JSON.stringify(j.failureSamples)}`);
+  assert.equal(
+    j.failures,
+    0,
+    `${what}: ${j.failures} failed connection(s); first: ${j.firstFailure}; samples: ${JSON.stringify(j.failureSamples)}`,
+  );
   assert.equal(run.code, 0, `${what}: sbload exited ${run.code}; stderr ${run.stderr}`);
   assert.equal(j.bytesVerified, j.connections * j.bytes * directions, `${what}: bytes verified`);
 }
@@ -113,7 +130,8 @@ export async function readyPort(path: string, proc: Started, timeoutMs = 15_000)
   } catch {
     throw new Error(`no ${path} within ${timeoutMs} ms; stderr: ${proc.stderr()}`);
   }
-  if (!existsSync(path)) throw new Error(`server exited (${proc.child.exitCode}) before listening: ${proc.stderr()} ${proc.stdout()}`);
+  if (!existsSync(path))
+    throw new Error(`server exited (${proc.child.exitCode}) before listening: ${proc.stderr()} ${proc.stdout()}`);
   return Number(readFileSync(path, 'utf8').trim());
 }
 
@@ -148,7 +166,9 @@ function runner(): { pid: number; start: string; argv: string[] } {
   const pid = process.ppid;
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '0';
-  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+    .split('\0')
+    .filter((a) => a !== '');
   return { pid, start, argv };
 }
 
@@ -166,7 +186,9 @@ const TRUST_FILE = /^trust-(?!summary\.).+\.test\.js$/;
  * in `dir` (the summary's own folder).
  */
 export function trustFilesOfRun(dir: string): string[] {
-  const files = runner().argv.slice(1).filter((a) => !a.startsWith('-') && /\.[cm]?js$/.test(a));
+  const files = runner()
+    .argv.slice(1)
+    .filter((a) => !a.startsWith('-') && /\.[cm]?js$/.test(a));
   const names = files.length > 0 ? files.map((f) => basename(f)) : readdirSync(dir);
   return [...new Set(names.filter((n) => TRUST_FILE.test(n)))].sort();
 }
@@ -210,12 +232,21 @@ export class Tally {
     mkdirSync(tallyDir(), { recursive: true });
     writeFileSync(
       join(tallyDir(), `${this.file}.json`),
-      JSON.stringify({ file: this.file, connections: this.connections, bytesVerified: this.bytesVerified, faults: this.faults, failures: this.failures, failedTests: this.failedTests }),
+      JSON.stringify({
+        file: this.file,
+        connections: this.connections,
+        bytesVerified: this.bytesVerified,
+        faults: this.faults,
+        failures: this.failures,
+        failedTests: this.failedTests,
+      }),
     );
     return (
       `${this.file} summary: connections ${this.connections}, bytes verified ${this.bytesVerified} (${fmtBytes(this.bytesVerified)}), ` +
       `faults injected ${this.faults}, failures ${this.failures}` +
-      (this.failedTests.length ? `, failed tests ${this.failedTests.length} (${this.failedTests.join('; ')})` : ', failed tests 0')
+      (this.failedTests.length
+        ? `, failed tests ${this.failedTests.length} (${this.failedTests.join('; ')})`
+        : ', failed tests 0')
     );
   }
 }

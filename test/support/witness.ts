@@ -14,9 +14,13 @@ export interface Capture {
 /** Count TCP packets on lo for `port` (both directions). */
 export async function captureLo(sb: Sandbox, port: number): Promise<Capture> {
   // --immediate-mode: no packet waits in tcpdump's buffer at SIGINT, uncounted.
-  const proc: Started = sb.start('tcpdump', ['-i', 'lo', '-nn', '-p', '-q', '--immediate-mode', '-w', '/dev/null', `tcp port ${port}`], {
-    cgroup: null,
-  });
+  const proc: Started = sb.start(
+    'tcpdump',
+    ['-i', 'lo', '-nn', '-p', '-q', '--immediate-mode', '-w', '/dev/null', `tcp port ${port}`],
+    {
+      cgroup: null,
+    },
+  );
   await waitFor(() => /listening on/.test(proc.stderr()), 10_000);
   return {
     async stop() {
