@@ -253,8 +253,10 @@ static __always_inline void pair_id_of(struct pair_id *id, const struct socket_k
 	id->pad = 0;
 	id->netns_cookie = is_loopback(key->local_ip) && is_loopback(key->remote_ip) ? key->netns_cookie : 0;
 #ifdef SOCKBYPASS_TEST_NETNS_BLIND
-	/* Test-only variant: an identity of the client port alone, which the
-	 * isolation test must catch cross-wiring namespaces. */
+	/* Test-only variant: a naive pairing table keyed by the client port
+	 * alone (no handshake, no namespace), whose entries outlive their
+	 * handshake and which any client may take: the isolation test must
+	 * catch it cross-wiring namespaces. */
 	id->active_isn = 0;
 	id->passive_isn = 0;
 	id->netns_cookie = 0;
@@ -399,6 +401,11 @@ static __always_inline void on_syn_answered(struct bpf_sock_ops *skops)
 	 * the tuple plus a clock, so identical tuples in two namespaces in the
 	 * same tick could meet): neither may pair, or a client could join the
 	 * wrong server. The first one's entry is marked, the second not recorded. */
+#ifdef SOCKBYPASS_TEST_NETNS_BLIND
+	/* The test-only variant records like a naive design, last one wins. */
+	bpf_map_update_elem(&pairs, &id, &entry, BPF_ANY);
+	return;
+#endif
 	if (bpf_map_update_elem(&pairs, &id, &entry, BPF_NOEXIST) == -EEXIST) {
 		struct pair_entry *other = bpf_map_lookup_elem(&pairs, &id);
 
@@ -517,7 +524,12 @@ static __always_inline void on_active_established(struct bpf_sock_ops *skops, st
 			c->left_no_peer++;
 		return;
 	}
+#ifdef SOCKBYPASS_TEST_NETNS_BLIND
+	/* Test-only: a naive table that lets any client take any entry. */
+	if (0) {
+#else
 	if (__sync_val_compare_and_swap(&entry->state, PAIR_PENDING, PAIR_CLAIMED) != PAIR_PENDING) {
+#endif
 		/* The passive end decided first (TCP Fast Open establishes it at
 		 * the SYN) and stayed out. */
 		if (c)
@@ -581,7 +593,10 @@ static __always_inline void on_passive_established(struct bpf_sock_ops *skops, s
 		bpf_map_delete_elem(&pairs, &id);
 		return;
 	}
+#ifndef SOCKBYPASS_TEST_NETNS_BLIND
+	/* (The test-only variant keeps its entries, as a naive table would.) */
 	bpf_map_delete_elem(&pairs, &id);
+#endif
 	if (c) {
 		c->sockets_inserted++;
 		c->pairs_joined++;
