@@ -11,6 +11,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requirePrivileged } from './support/privileged.js';
+import { waitFor } from './support/sandbox.js';
 import { displayUnitFor, formatWithUnit } from '../src/bench/format.js';
 import { haproxyConfig, listeningPorts } from '../src/bench/haproxy.js';
 import type { HostedProcess, NatHost } from '../src/bench/nat-host.js';
@@ -470,4 +471,43 @@ test('bench CLI smoke: nat-sidecar-out-rr, one pair of 1 s: ON paired both hops 
   }
 
   assert.equal(hostRules(iptables), rulesBefore, "the host namespace's rules are untouched");
+});
+
+test('bench CLI on a nat row interrupted by SIGINT mid-run exits 130 and leaves no namespace, haproxy, cgroup or pin behind', async (t) => {
+  if (!requirePrivileged(t) || !needTools(t)) return;
+  const iptables = findTools().iptables as string;
+  const rulesBefore = hostRules(iptables);
+  const child = spawn(
+    process.execPath,
+    [
+      join(PACKAGE_ROOT, 'bin', 'sockbypass.js'),
+      'bench',
+      '--only',
+      'nat-sidecar-in-stream',
+      '--pairs',
+      '1',
+      '--seconds',
+      '5',
+    ],
+    // A process group of its own, as a terminal's Ctrl-C would hit it (and nothing else here).
+    { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+  );
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const pid = child.pid as number;
+  try {
+    await waitFor(() => /\[1\/2\] NAT sidecar inbound sbload stream on/.test(stderr), 20_000);
+    // Mid-run: the pattern's namespaces exist and its haproxy runs in the pod.
+    await waitFor(() => netnsNames().includes(`sockbypass-bench-${pid}-nat-pod`), 15_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    process.kill(-pid, 'SIGINT');
+    const code = await exited;
+    assert.equal(code, 130, stderr);
+    assert.match(stderr, /interrupted by SIGINT/);
+    assert.deepEqual(leftovers(pid), []);
+    assert.equal(hostRules(iptables), rulesBefore, "the host namespace's rules are untouched");
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) process.kill(-pid, 'SIGKILL');
+  }
 });
