@@ -63,11 +63,7 @@ struct sock_state {
 	__u32 mode;          /* enum sock_mode */
 	__u32 passive;       /* 1 if this socket was accepted: its local end is the service */
 	__u32 stays_tcp;     /* MODE_TCP_FLOW for a reason that does not pass: a small-write stream */
-	/* Whether the receiver reads, as this sender sees it: its queue as our
-	 * last redirect left it, and when we last saw it shrink (see must_use_tcp). */
-	__u32 peer_expected;
 	__u32 pad2;
-	__u64 peer_drained_ns;
 	/* Every message sk_msg saw (sendmsg chunks) and their bytes, in any mode:
 	 * the mean write size of the small-write rule, and the messages per socket
 	 * of the short-connection rule. */
@@ -464,8 +460,7 @@ static __always_inline struct sock_state *state_create(struct bpf_sock_ops *skop
 	st->peer_sk = 0;
 	st->passive = !active;
 	st->stays_tcp = 0;
-	st->peer_expected = 0;
-	st->peer_drained_ns = 0;
+	st->pad2 = 0;
 	st->messages = 0;
 	st->bytes = 0;
 	return st;
@@ -696,9 +691,11 @@ static __always_inline __u32 redirected_queue_bytes(struct sock *sk)
  * SO_RCVBUF if the application set one. Otherwise TCP autotunes the buffer of
  * a reader that reads toward net.ipv4.tcp_rmem[2], the bound here (the
  * redirected receiver's own sk_rcvbuf never autotunes: tcp_recvmsg, which
- * grows it, never sees those bytes); a reader that does not read keeps its
- * buffer, see stall_bound(). `queue_limit`, when set, lowers the bound
- * (tests force frequent switches with it).
+ * grows it, never sees those bytes). `queue_limit`, when set, lowers the
+ * bound (tests force frequent switches with it). A reader that does not read
+ * at all would keep TCP's buffer small; telling it from a reader descheduled
+ * for a while takes a clock and guesses that misfire on a busy host, so the
+ * bound stays tcp_rmem[2] (docs/conformance.md, backpressure).
  */
 static __always_inline __u32 queue_limit_of(struct sock *peer, const struct settings *cfg)
 {
@@ -713,19 +710,6 @@ static __always_inline __u32 queue_limit_of(struct sock *peer, const struct sett
 		limit = cfg->queue_limit;
 	return limit;
 }
-
-/*
- * What TCP lets a sender push at a reader that does not read, before the
- * sender blocks: the receive buffer (it does not grow without reads) plus the
- * largest send buffer TCP would give the sender (tcp_wmem[2]).
- */
-static __always_inline __u64 stall_bound(struct sock *peer, struct sock *me)
-{
-	return (__u64)peer->sk_rcvbuf + me->__sk_common.skc_net.net->ipv4.sysctl_tcp_wmem[2];
-}
-
-/* A receiver that drained nothing for this long, past stall_bound(), does not read. */
-#define STALL_NS (2 * 1000 * 1000)
 
 /*
  * Whether the host's TCP memory is past net.ipv4.tcp_mem[0]. Redirected bytes
@@ -751,32 +735,14 @@ static __always_inline bool tcp_memory_high(struct sock *sk)
 #define SMALL_WRITE_MIN_MESSAGES 1024
 
 /* After a redirect to `target`: should this sender's next messages go by TCP? */
-static __always_inline bool must_use_tcp(struct sock *target, struct sock *me, __u64 size,
-					 struct sock_state *st, const struct settings *cfg)
+static __always_inline bool must_use_tcp(struct sock *target, __u64 size, const struct settings *cfg)
 {
 	__u32 queued = redirected_queue_bytes(target);
 
-	__u64 now = 0;
-
-	/* A queue that shrank since our last message: the reader reads. */
-	if (queued < st->peer_expected || !st->peer_drained_ns) {
-		now = bpf_ktime_get_ns();
-		st->peer_drained_ns = now;
-	}
-	st->peer_expected = queued + size;
 	if (cfg->flags & SETTINGS_NO_FLOW_CONTROL)
 		return false;
 	if (queued + size > queue_limit_of(target, cfg) || tcp_memory_high(target))
 		return true;
-	/* A reader that stopped reading holds what TCP would let it hold then. A
-	 * reader descheduled for a moment is not one: TCP would have grown its
-	 * buffer, so it takes STALL_NS without a read to tell them apart. */
-	if (queued + size > stall_bound(target, me)) {
-		if (!now)
-			now = bpf_ktime_get_ns();
-		if (now - st->peer_drained_ns > STALL_NS)
-			return true;
-	}
 	/* tcp_bpf's reads ignore SO_RCVLOWAT; TCP's path honours it. */
 	if (target->sk_rcvlowat > 1)
 		return true;
@@ -909,8 +875,6 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 			return SK_PASS;
 		}
 		st->mode = MODE_REDIRECT;
-		st->peer_expected = 0;
-		st->peer_drained_ns = 0;
 		if (c)
 			c->flow_returns++;
 	}
@@ -955,7 +919,7 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 		st->stays_tcp = 1;
 		if (c)
 			c->flow_to_tcp++;
-	} else if (must_use_tcp(target, kmsg->sk, size, st, cfg)) {
+	} else if (must_use_tcp(target, size, cfg)) {
 		st->mode = MODE_TCP_FLOW;
 		if (c)
 			c->flow_to_tcp++;

@@ -86,7 +86,7 @@ test(`${N} connections: exactly ${N} active, ${N} passive and ${2 * N} closed ev
       checkListing(parsed.connections, server, clients);
       const text = await sb.run(process.execPath, [CLI, 'connections', '--pin-dir', sb.pinDir], { cgroup: null });
       assert.equal(text.code, 0, text.stderr);
-      assert.match(text.stdout, new RegExp(`^${N} accelerated connection\\(s\\), ${2 * N} socket\\(s\\)`));
+      assert.match(text.stdout, new RegExp(`^${N} accelerated connection\\(s\\) \\(`));
       assert.match(
         text.stdout,
         new RegExp(

@@ -53,7 +53,14 @@ async function run(sb: Sandbox, mode: Mode, size: string): Promise<Run> {
   await server.done;
   const d = delta(before, counters(sb));
   if (done.code !== 0) throw new Error(`iperf3 ${mode}: ${done.stderr} ${done.stdout.slice(0, 300)}`);
-  const json = JSON.parse(done.stdout) as { end: { sum_received: { bits_per_second: number; bytes: number } } };
+  const json = JSON.parse(done.stdout) as {
+    error?: string;
+    end: { sum_received?: { bits_per_second: number; bytes: number } };
+  };
+  if (!json.end.sum_received) {
+    console.log(`${size} ${mode}: iperf3 failed: ${json.error ?? 'no result'}`);
+    return { gbps: 0, redirectedShare: 0, switches: d.flowToTcp, returns: d.flowReturns };
+  }
   const bytes = json.end.sum_received.bytes;
   return {
     gbps: json.end.sum_received.bits_per_second / 1e9,

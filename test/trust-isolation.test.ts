@@ -20,8 +20,9 @@ import { join } from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { requirePrivileged } from './support/privileged.js';
-import { withSandbox, waitFor, type Sandbox, type Started } from './support/sandbox.js';
-import { createNetns, createVeth, netnsNames, startInNetns, strayVeths } from './support/netns.js';
+import { withSandbox, type Sandbox } from './support/sandbox.js';
+import { createNetns, createVeth, netnsNames, strayVeths } from './support/netns.js';
+import { capture } from './support/capture.js';
 import { load } from '../src/core/load.js';
 import { withPinnedState } from '../src/core/state.js';
 import { listSockets, pairSockets } from '../src/core/sockhash.js';
@@ -287,38 +288,6 @@ test('same host, two namespaces joined by a veth pair: connections between them 
   });
 });
 
-async function capture(
-  sb: Sandbox,
-  ns: string,
-  dev: string,
-  port: number,
-): Promise<{ stop(): Promise<number>; log(): string }> {
-  // --immediate-mode: packets still in tcpdump's ring at SIGINT are otherwise not counted as
-  // captured; the kernel's "received by filter" count is used as well, whichever is larger.
-  const proc: Started = startInNetns(
-    sb,
-    ns,
-    'tcpdump',
-    ['--immediate-mode', '-i', dev, '-nn', '-p', '-q', '-w', '/dev/null', `tcp port ${port}`],
-    {
-      cgroup: null,
-    },
-  );
-  await waitFor(() => /listening on/.test(proc.stderr()), 10_000);
-  return {
-    log: () => proc.stderr().trim().replace(/\n/g, '; '),
-    async stop() {
-      await new Promise((r) => setTimeout(r, 300));
-      proc.child.kill('SIGINT');
-      const done = await proc.done;
-      const m = /(\d+) packets? captured/.exec(done.stderr);
-      const f = /(\d+) packets? received by filter/.exec(done.stderr);
-      if (!m?.[1]) throw new Error(`tcpdump printed no count: ${done.stderr}`);
-      return Math.max(Number(m[1]), Number(f?.[1] ?? 0));
-    },
-  };
-}
-
 async function vethRun(
   t: TestContext,
   sb: Sandbox,
@@ -335,7 +304,7 @@ async function vethRun(
 ): Promise<{ packets: number; pairsSeen: number; connections: number }> {
   const ready = join(o.dir, `ready-${o.tag}`);
   const common = ['--connections', String(o.connections), '--bytes', o.bytes, '--seconds', '60', '--seed', '77'];
-  const cap = await capture(sb, o.a, o.vethA, SERVER_PORT);
+  const cap = await capture(sb, o.a, o.vethA, `tcp port ${SERVER_PORT}`);
   const before = counters(sb);
   const server = startIntegrity(
     sb,

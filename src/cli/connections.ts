@@ -71,9 +71,7 @@ export const connectionsCommand: Command = {
       out.write(toJson({ pinDir, connections: list }, 2) + '\n');
       return 0;
     }
-    const paired = list.filter((c) => c.b).length;
-    const sockets = list.reduce((n, c) => n + (c.b ? 2 : 1), 0);
-    out.write(`${paired} accelerated connection(s), ${sockets} socket(s) in the sockhash (${pinDir})\n`);
+    out.write(`${list.length} accelerated connection(s) (${pinDir})\n`);
     if (list.length > 0) out.write(formatConnections(list));
     return 0;
   },

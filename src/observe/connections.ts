@@ -131,8 +131,14 @@ export function describeSockets(sockets: readonly AcceleratedSocket[]): Connecti
   );
 }
 
-/** Every accelerated connection of the load pinned at `pinDir`, described. */
-export function connections(options: { pinDir?: string } = {}): ConnectionDetails[] {
+/**
+ * Every accelerated connection of the load pinned at `pinDir`, described:
+ * pairs only. A client end whose server end has not joined yet (the instant
+ * between the two ESTABLISHED callbacks) is not a connection the bypass
+ * carries; `unpaired: true` lists such ends too.
+ */
+export function connections(options: { pinDir?: string; unpaired?: boolean } = {}): ConnectionDetails[] {
   const sockets = withPinnedState(options.pinDir ?? DEFAULT_PIN_DIR, (state) => listSockets(state.maps.sock_hash));
-  return describeSockets(sockets);
+  const all = describeSockets(sockets);
+  return options.unpaired ? all : all.filter((c) => c.b);
 }

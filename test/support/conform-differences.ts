@@ -131,6 +131,39 @@ export const DOCUMENTED_DIFFERENCES: readonly DocumentedDifference[] = [
     fixable: 'in part',
   },
   {
+    case: 'sndtimeo',
+    fields: {
+      stopped_before_cap: { plain: 1, bypass: 0 },
+      stop: { plain: 'EAGAIN', bypass: 'none' },
+      send_blocked: { plain: 1, bypass: 0 },
+      pollout_full: { plain: 'none', bypass: 'OUT' },
+    },
+    what: 'a sender to a peer that does not read never blocks (32 MiB go at once); with SO_SNDTIMEO it never times out',
+    why: 'a redirect charges the receiver, not the sender: only the queue bound (tcp_rmem[2], 32 MiB here, unless SO_RCVBUF) moves it to TCP',
+    fixable: 'sockbypass',
+  },
+  {
+    case: 'nonblock_full',
+    fields: {
+      stopped_before_cap: { plain: 1, bypass: 0 },
+      stop: { plain: 'EAGAIN', bypass: 'none' },
+      pollout_full: { plain: 'none', bypass: 'OUT' },
+    },
+    what: 'a non-blocking sender to a peer that does not read never sees EAGAIN, POLLOUT never clears',
+    why: 'a redirect charges the receiver, not the sender: only the queue bound (tcp_rmem[2], 32 MiB here, unless SO_RCVBUF) moves it to TCP',
+    fixable: 'sockbypass',
+  },
+  {
+    case: 'sendfile_sndtimeo',
+    fields: {
+      short: { plain: 1, bypass: 0 },
+      result: { plain: 'partial', bypass: 'all' },
+    },
+    what: 'sendfile of 32 MiB under SO_SNDTIMEO to a peer that does not read completes instead of timing out',
+    why: 'the same as sndtimeo: sendfile ends in tcp_bpf_sendmsg',
+    fixable: 'sockbypass',
+  },
+  {
     case: 'close_unread',
     fields: {
       peer_poll: { plain: 'IN|OUT|ERR|HUP|RDNORM|WRNORM|RDHUP', bypass: 'IN|OUT|RDNORM|WRNORM|RDHUP' },
