@@ -19,6 +19,8 @@ const ALL_TOOLS = {
   sbload: '/x/sbload',
   ip: '/x/ip',
   nsenter: '/x/nsenter',
+  iptables: '/x/iptables',
+  haproxy: '/x/haproxy',
 };
 /** The fixture predates the outside-veth rows: plan exactly the workloads it ran. */
 const PUBLISHED_PLAN = { only: published.settings.workloads.map((w) => w.id) };

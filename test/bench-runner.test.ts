@@ -265,6 +265,8 @@ test('the plan: --quick, --only, missing tools and the step count', () => {
     sbload: '/x/sbload',
     ip: '/x/ip',
     nsenter: '/x/nsenter',
+    iptables: '/x/iptables',
+    haproxy: '/x/haproxy',
   };
   const full = planBench({}, all);
   assert.equal(full.workloads.length, WORKLOADS.length);

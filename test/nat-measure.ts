@@ -8,6 +8,9 @@
  * Markdown table of medians and on/off ratios.
  *
  *   node dist/test/nat-measure.js [pairs]      (as root)
+ *
+ * The bench measures the same patterns (without the packet counts) as its
+ * nat rows: `sockbypass bench --only nat` (src/bench/nat-workloads.ts).
  */
 import { join } from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -34,6 +34,9 @@ export function displayUnitFor(unit: MetricUnit, magnitude: number): DisplayUnit
     case 'conn/s':
       if (size >= 1e3) return scaled('kconn/s', 1e3, size);
       return scaled('conn/s', 1, size);
+    case 'req/s':
+      if (size >= 1e3) return scaled('kreq/s', 1e3, size);
+      return scaled('req/s', 1, size);
     case 'us':
       if (size >= 1e3) return scaled('ms', 1e3, size);
       return scaled('us', 1, size);

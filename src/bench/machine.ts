@@ -56,6 +56,8 @@ export function machineFacts(tools: ToolPaths): MachineFacts {
     sbload: ['--help'],
     ip: ['-V'],
     nsenter: ['--version'],
+    iptables: ['--version'],
+    haproxy: ['-v'],
   };
   for (const [name, path] of Object.entries(tools)) {
     if (path === undefined) {

@@ -1,4 +1,4 @@
-/** The metrics the workloads report, shared by the same-host rows (workloads.ts) and the outside-veth rows. */
+/** The metrics the workloads report, shared by the same-host rows (workloads.ts), the outside-veth and the nat rows. */
 import type { MetricDef } from './workloads.js';
 
 export const THROUGHPUT: MetricDef = {
@@ -18,5 +18,13 @@ export const CONNECTION_RATE: MetricDef = {
   key: 'connectionsPerSecond',
   name: 'connection rate',
   unit: 'conn/s',
+  direction: 'higher-is-better',
+};
+
+/** Round trips per second over one connection (sbload rr). */
+export const REQUEST_RATE: MetricDef = {
+  key: 'requestsPerSecond',
+  name: 'request rate',
+  unit: 'req/s',
   direction: 'higher-is-better',
 };

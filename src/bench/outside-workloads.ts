@@ -14,8 +14,6 @@
  *   outside-veth-crr          sbload crr, server and client in separate processes
  */
 import { join } from 'node:path';
-import { existsSync } from 'node:fs';
-import { sleep, ToolFailure, type BenchEnv, type BenchProcess } from './env.js';
 import { CONNECTION_RATE, LATENCY, THROUGHPUT } from './metrics.js';
 import { outsidePeer, outsidePlacement } from './outside-peer.js';
 import { parseSbloadOutput } from './sbload.js';
@@ -28,6 +26,7 @@ import {
   requireFewCrrFailures,
   sockperfPingPong,
   tool,
+  waitForReadyFile,
 } from './tool-runs.js';
 import type { Workload } from './workloads.js';
 
@@ -74,22 +73,6 @@ function outsidePingPong(size: number): Workload {
   };
 }
 
-/** Waits until the server wrote its --ready-file (it is listening), or fails when it exited first. */
-async function waitForFile(env: BenchEnv, proc: BenchProcess, path: string, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!existsSync(path)) {
-    env.throwIfAborted();
-    if (proc.exited()) {
-      const f = await proc.done;
-      throw new ToolFailure(
-        `${proc.command} exited (code ${f.code}) before listening: ${(f.stderr || f.stdout).trim().slice(-300)}`,
-      );
-    }
-    if (Date.now() > end) throw new ToolFailure(`${proc.command} was not listening within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
-
 /**
  * sbload crr split in two processes (--role server / client), as the server
  * must live outside the cgroup. The rate is the client's; the server is
@@ -120,7 +103,7 @@ const outsideCrr: Workload = {
       ...common,
     ]);
     try {
-      await waitForFile(ctx.env, server, ready, 10_000);
+      await waitForReadyFile(ctx.env, server, ready, 10_000);
       const f = await where.runClient(
         sbload,
         ['crr', '--role', 'client', '--connect', listen, ...common],

@@ -17,7 +17,7 @@ export type Direction = 'higher-is-better' | 'lower-is-better';
 export type Verdict = 'win' | 'lose' | 'even' | 'no-data';
 
 /** Units the report knows how to format. */
-export type MetricUnit = 'bit/s' | 'us' | 'conn/s' | 'packets';
+export type MetricUnit = 'bit/s' | 'us' | 'conn/s' | 'req/s' | 'packets';
 
 /** A run whose measurement counts. */
 export interface KeptRun {

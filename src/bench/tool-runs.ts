@@ -5,8 +5,9 @@
  * of its own and the client inside it (the outside-veth rows, outside-peer.ts).
  * Shared by workloads.ts and outside-workloads.ts.
  */
+import { existsSync } from 'node:fs';
 import { BenchParseError } from './errors.js';
-import { freePort, ToolFailure, type BenchEnv, type BenchProcess, type Finished } from './env.js';
+import { freePort, sleep, ToolFailure, type BenchEnv, type BenchProcess, type Finished } from './env.js';
 import { parseIperf3Json, type Iperf3Result } from './iperf3.js';
 import type { SbloadCrrResult } from './sbload.js';
 import { parseSockperfPingPong, type SockperfPingPongResult } from './sockperf.js';
@@ -71,6 +72,27 @@ export async function reap(ctx: RunContext, proc: BenchProcess, ms: number): Pro
   ]);
   clearTimeout(timer);
   if (!exited) await ctx.env.stop(proc, 'SIGKILL');
+}
+
+/** Waits until the server wrote its --ready-file (it is listening), or fails when it exited first. */
+export async function waitForReadyFile(
+  env: BenchEnv,
+  proc: BenchProcess,
+  path: string,
+  timeoutMs: number,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!existsSync(path)) {
+    env.throwIfAborted();
+    if (proc.exited()) {
+      const f = await proc.done;
+      throw new ToolFailure(
+        `${proc.command} exited (code ${f.code}) before listening: ${(f.stderr || f.stdout).trim().slice(-300)}`,
+      );
+    }
+    if (Date.now() > end) throw new ToolFailure(`${proc.command} was not listening within ${timeoutMs} ms`);
+    await sleep(20);
+  }
 }
 
 export function clientTimeoutMs(ctx: RunContext): number {

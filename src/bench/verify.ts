@@ -25,6 +25,10 @@
  *     left them alone for having no peer here (left_no_peer). A row whose
  *     ON run inserted anything is refused, as a same-host row whose ON run
  *     was not accelerated is.
+ *   - The nat rows (issue 12) go through a proxy or a DNAT: an ON run must
+ *     show, besides the above, a pair joined for every connection hop
+ *     (app→proxy and proxy→server are two) and no end left alone, the two
+ *     ends of each hop having found each other through the NAT.
  *   - An OFF run must have had nothing loaded: no pins in the bench's pin
  *     folder before or after, and no sockbypass sock_ops program effective on
  *     the bench cgroup (attached there or to an ancestor, e.g. by someone
@@ -50,11 +54,26 @@ export interface LeftAloneExpectation {
   readonly minConnections: number;
 }
 
+/**
+ * What an ON run through NAT on this host (the nat rows, issue 12) must show:
+ * accelerated as an OnExpectation, and every hop of every connection paired
+ * (the app→proxy hop and the proxy→server hop are separate connections),
+ * no end left alone.
+ */
+export interface PairedExpectation extends OnExpectation {
+  /** Connection hops the workload made: each must have paired. */
+  readonly minPairs: number;
+}
+
 /** What the counters of an ON run must show. */
-export type RunExpectation = OnExpectation | LeftAloneExpectation;
+export type RunExpectation = OnExpectation | PairedExpectation | LeftAloneExpectation;
 
 export function expectsLeftAlone(e: RunExpectation): e is LeftAloneExpectation {
   return 'leftAlone' in e && e.leftAlone;
+}
+
+export function expectsPairs(e: RunExpectation): e is PairedExpectation {
+  return 'minPairs' in e;
 }
 
 export interface VerifyThresholds {
@@ -134,8 +153,27 @@ export function verifyOnRun(
   }
   const counterReasons = expectsLeftAlone(expectation)
     ? leftAloneReasons(observation.delta, expectation)
-    : acceleratedReasons(observation.delta, expectation, thresholds);
+    : [
+        ...acceleratedReasons(observation.delta, expectation, thresholds),
+        ...(expectsPairs(expectation) ? pairedReasons(observation.delta, expectation) : []),
+      ];
   return [...reasons, ...counterReasons];
+}
+
+/** Pairing through NAT: a pair joined per connection hop, and no end counted as left alone. */
+export function pairedReasons(d: Counters, expectation: PairedExpectation): string[] {
+  const reasons: string[] = [];
+  const wanted = Math.max(1, expectation.minPairs);
+  if (d.pairsJoined < wanted) {
+    reasons.push(`only ${d.pairsJoined} connections paired; the workload's connection hops need at least ${wanted}`);
+  }
+  const alone = d.leftNoPeer + d.leftPeerDeclined + d.pairUnjoined;
+  if (alone > 0) {
+    reasons.push(
+      `${alone} ends were left alone (no peer here ${d.leftNoPeer}, peer declined ${d.leftPeerDeclined}, unjoined ${d.pairUnjoined}): some hop did not pair through the NAT`,
+    );
+  }
+  return reasons;
 }
 
 /** The counters of an ON run whose connections all had a peer the bypass cannot accelerate. */

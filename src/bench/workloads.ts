@@ -10,6 +10,9 @@
  *   outside      the outside-veth rows (outside-workloads.ts): a server OUTSIDE the
  *                cgroup in a namespace of its own over a veth, which the bypass must
  *                leave alone at no cost (issue 11)
+ *   nat          the nat rows (nat-workloads.ts): through a sidecar's REDIRECT and
+ *                haproxy, or a Service's DNAT, in namespaces of the bench's own; every
+ *                hop must pair (issue 12)
  *
  * Throughput and latency workloads carry an AF_UNIX reference measured with
  * sbload at matching sizes, plus a "same-tool check": sbload over TCP with the
@@ -25,6 +28,7 @@ import type { Iperf3Result } from './iperf3.js';
 import { parseSbloadOutput } from './sbload.js';
 import { freePort, sleep, ToolFailure, type BenchEnv } from './env.js';
 import { CONNECTION_RATE, LATENCY, THROUGHPUT } from './metrics.js';
+import { NAT_WORKLOADS } from './nat-workloads.js';
 import { OUTSIDE_VETH_WORKLOADS } from './outside-workloads.js';
 import {
   clientTimeoutMs,
@@ -39,9 +43,12 @@ import {
   type Iperf3Options,
 } from './tool-runs.js';
 
-/** ip and nsenter build and enter the outside-veth rows' network namespaces. */
-export type Tool = 'iperf3' | 'sockperf' | 'sbload' | 'tcpdump' | 'ip' | 'nsenter';
-export type WorkloadGroup = 'throughput' | 'latency' | 'connections' | 'packets' | 'outside';
+/**
+ * ip and nsenter build and enter the outside-veth and nat rows' network
+ * namespaces; iptables writes the nat rows' rules and haproxy is their sidecar.
+ */
+export type Tool = 'iperf3' | 'sockperf' | 'sbload' | 'tcpdump' | 'ip' | 'nsenter' | 'iptables' | 'haproxy';
+export type WorkloadGroup = 'throughput' | 'latency' | 'connections' | 'packets' | 'outside' | 'nat';
 
 export interface MetricDef {
   /** Key into a measurement's `values`. */
@@ -97,6 +104,8 @@ export interface Workload {
   readonly command: string;
   readonly metrics: readonly MetricDef[];
   readonly needs: readonly Tool[];
+  /** More names --only picks it by, besides its id and group (the nat rows: their pattern). */
+  readonly selectors?: readonly string[];
   run(ctx: RunContext): Promise<Measurement>;
   readonly reference?: ReferenceDef;
 }
@@ -105,8 +114,11 @@ export interface Workload {
 
 export type ToolPaths = Readonly<Record<Tool, string | undefined>>;
 
+/** The sbin folders too: iptables and haproxy live there, and a root shell's PATH may lack them. */
+const SBIN = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
+
 function onPath(name: string, pathEnv = process.env.PATH ?? ''): string | undefined {
-  for (const dir of pathEnv.split(delimiter)) {
+  for (const dir of [...pathEnv.split(delimiter), ...SBIN]) {
     if (!dir) continue;
     const full = join(dir, name);
     try {
@@ -129,6 +141,8 @@ export function findTools(buildDir = BUILD_DIR): ToolPaths {
     sbload: existsSync(sbload) ? sbload : undefined,
     ip: onPath('ip'),
     nsenter: onPath('nsenter'),
+    iptables: onPath('iptables'),
+    haproxy: onPath('haproxy'),
   };
 }
 
@@ -407,6 +421,7 @@ export const WORKLOADS: readonly Workload[] = [
   crrWorkload,
   packetsWorkload,
   ...OUTSIDE_VETH_WORKLOADS,
+  ...NAT_WORKLOADS,
 ];
 
 /** What --quick runs: the smallest and largest single-stream writes, 64 B ping-pong, and the packet count. */
@@ -421,6 +436,7 @@ const GROUP_ALIASES: Readonly<Record<string, WorkloadGroup>> = {
   crr: 'connections',
   packets: 'packets',
   outside: 'outside',
+  nat: 'nat',
 };
 
 /** `outside-veth-*`: `*` stands for any run of characters. */
@@ -431,10 +447,11 @@ function globMatcher(pattern: string): RegExp {
 
 /**
  * Workloads named by --only: workload ids (iperf3-64, iperf3-P4-128K,
- * pingpong-1K, crr, packets, outside-veth-crr, ...), ids with `*` wildcards
- * (outside-veth-*) or groups (throughput, latency, connections, packets,
- * outside), case-insensitive, in catalogue order. Throws on a name that
- * matches nothing.
+ * pingpong-1K, crr, packets, outside-veth-crr, nat-service-rr, ...), ids with
+ * `*` wildcards (outside-veth-*, nat-*-rr), groups (throughput, latency,
+ * connections, packets, outside, nat) or a workload's selectors (the nat
+ * rows' patterns: sidecar-outbound, nat-sidecar-out, ...), case-insensitive,
+ * in catalogue order. Throws on a name that matches nothing.
  */
 export function selectWorkloads(names: readonly string[], catalogue: readonly Workload[] = WORKLOADS): Workload[] {
   const wanted = new Set<Workload>();
@@ -451,11 +468,12 @@ export function selectWorkloads(names: readonly string[], catalogue: readonly Wo
     const inGroup = pattern
       ? catalogue.filter((w) => pattern.test(w.id))
       : group === undefined
-        ? []
+        ? catalogue.filter((w) => w.selectors?.some((s) => s.toLowerCase() === name))
         : catalogue.filter((w) => w.group === group);
     if (inGroup.length === 0) {
+      const selectors = [...new Set(catalogue.flatMap((w) => w.selectors ?? []))];
       throw new RangeError(
-        `unknown workload ${JSON.stringify(raw)}; known: ${catalogue.map((w) => w.id).join(', ')}, or a group: ${Object.keys(GROUP_ALIASES).join(', ')}`,
+        `unknown workload ${JSON.stringify(raw)}; known: ${catalogue.map((w) => w.id).join(', ')}, or a group: ${Object.keys(GROUP_ALIASES).join(', ')}${selectors.length > 0 ? `, or: ${selectors.join(', ')}` : ''}`,
       );
     }
     for (const w of inGroup) wanted.add(w);

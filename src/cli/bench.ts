@@ -24,8 +24,9 @@ export const benchCommand: Command = {
   --pairs N       on/off pairs per workload (default ${DEFAULT_PAIRS}; --quick: ${QUICK_PAIRS})
   --seconds S     seconds per run, whole (default ${DEFAULT_SECONDS}; --quick: ${QUICK_SECONDS})
   --quick         ${QUICK_WORKLOADS.join(', ')} only: under a minute
-  --only LIST     comma-separated workloads, patterns (outside-veth-*) or groups
-                  (throughput, latency, connections, packets, outside):
+  --only LIST     comma-separated workloads, patterns (outside-veth-*, nat-*-rr), groups
+                  (throughput, latency, connections, packets, outside, nat) or NAT patterns
+                  (sidecar-outbound, sidecar-inbound, service):
                   ${WORKLOADS.map((w) => w.id).join(', ')}
   --out DIR       write DIR/bench.json (every run, summaries, discarded runs, machine facts),
                   DIR/bench.svg (on/off ratio chart) and DIR/bench.txt (the table)

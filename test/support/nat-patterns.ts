@@ -1,222 +1,50 @@
 /**
- * The three same-host NAT patterns of test/nat.test.ts, each built in fresh
- * namespaces with iptables or nftables rules (addresses in 198.18.0.0/15):
- *
- *  (a) sidecar outbound: app → VIP:80, OUTPUT REDIRECT to a local proxy on
- *      15001 (Istio's shape), which connects on over a veth to the server;
- *  (b) sidecar inbound: client → pod:8080 over a veth, PREROUTING REDIRECT in
- *      the pod to its proxy on 15006, which connects to the app on 127.0.0.1
- *      (iptables variant) or the pod's address (nftables variant);
- *  (c) Service: client pod → VIP:80 through a node namespace that DNATs it
- *      (kube-proxy's chains) and routes it to the server pod.
- *
- * The proxy is Debian's haproxy (support/haproxy.ts).
+ * The three same-host NAT patterns of test/nat.test.ts, built by the bench's
+ * own builders (src/bench/nat-topology.ts, which documents them) over a
+ * test's Sandbox: namespaces and veths from support/netns.ts, haproxy inside
+ * the sandbox's cgroup, everything removed by the sandbox's cleanup.
  */
 import type { Sandbox } from './sandbox.js';
-import { createNetns, createVeth, type Veth } from './netns.js';
-import { inNs, iptables, nft, sysctl, type Firewall } from './netfilter.js';
-import { startHaproxy } from './haproxy.js';
+import { createNetns, createVeth, startInNetns } from './netns.js';
+import { COMMANDS, inNs, type Firewall } from './netfilter.js';
+import type { NatHost } from '../../src/bench/nat-host.js';
+import {
+  buildPattern as buildOn,
+  routed as routedOn,
+  type NatSetup,
+  type PatternName,
+  type Routed,
+} from '../../src/bench/nat-topology.js';
 
-export type PatternName = 'sidecar-outbound' | 'sidecar-inbound' | 'service';
-export const PATTERNS: readonly PatternName[] = ['sidecar-outbound', 'sidecar-inbound', 'service'];
+export { PATTERNS, SERVER_PORT, type NatSetup, type PatternName, type Routed } from '../../src/bench/nat-topology.js';
 
-export interface Tap {
-  ns: string;
-  dev: string;
-  label: string;
-  /** Connections hops crossing it per application connection. */
-  hops: number;
-}
+export const HAPROXY = COMMANDS.haproxy;
 
-export interface NatSetup {
-  pattern: PatternName;
-  firewall: Firewall;
-  clientNs: string;
-  /** What the application connects to: "VIP:port" or the pod's address. */
-  connect: string;
-  serverNs: string;
-  listen: string;
-  taps: Tap[];
-  /** TCP connections per application connection (2 through a proxy). */
-  hops: number;
-  /** The natted pair `connections` must show: the client end's remote and its peer's local. */
-  views: { clientRemote: string; peerLocal: string };
-}
-
-export const SERVER_PORT = 5201;
-
-/** Two namespaces over a veth: a (addrA) and b (addrB), /24. */
-function twoNs(
-  sb: Sandbox,
-  tagA: string,
-  tagB: string,
-  addrA: string,
-  addrB: string,
-): { a: string; b: string; veth: Veth } {
-  const a = createNetns(sb, tagA);
-  const b = createNetns(sb, tagB);
-  const veth = createVeth(sb, a, b, `${addrA}/24`, `${addrB}/24`);
-  return { a, b, veth };
-}
-
-export interface Routed {
-  client: string;
-  node: string;
-  server: string;
-  /** client↔node: .a in the client, .b in the node */
-  clientVeth: Veth;
-  /** server↔node: .a in the server, .b in the node */
-  serverVeth: Veth;
-}
-
-/**
- * client (198.18.N.2) ↔ node (198.18.N.1 | 198.18.M.1) ↔ server (198.18.M.2):
- * a node namespace routing between two pods, as on a Kubernetes node.
- */
-export function routed(sb: Sandbox, n: number, m: number): Routed {
-  const client = createNetns(sb, 'pod-c');
-  const node = createNetns(sb, 'node');
-  const server = createNetns(sb, 'pod-s');
-  const clientVeth = createVeth(sb, client, node, `198.18.${n}.2/24`, `198.18.${n}.1/24`);
-  const serverVeth = createVeth(sb, server, node, `198.18.${m}.2/24`, `198.18.${m}.1/24`);
-  inNs(client, 'ip', ['route', 'add', 'default', 'via', `198.18.${n}.1`]);
-  inNs(server, 'ip', ['route', 'add', 'default', 'via', `198.18.${m}.1`]);
-  sysctl(node, 'net.ipv4.ip_forward', '1');
-  return { client, node, server, clientVeth, serverVeth };
-}
-
-const VIP_OUT = '198.18.10.10';
-
-async function sidecarOutbound(sb: Sandbox, fw: Firewall, dir: string): Promise<NatSetup> {
-  const { a: app, b: srv, veth } = twoNs(sb, 'app', 'srv', '198.18.3.2', '198.18.3.1');
-  inNs(app, 'ip', ['route', 'add', `${VIP_OUT}/32`, 'via', '198.18.3.1']);
-  if (fw === 'iptables') {
-    iptables(sb, app, [
-      ['-t', 'nat', '-N', 'ISTIO_OUTPUT'],
-      ['-t', 'nat', '-N', 'ISTIO_REDIRECT'],
-      ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-j', 'ISTIO_OUTPUT'],
-      ['-t', 'nat', '-A', 'ISTIO_OUTPUT', '-d', `${VIP_OUT}/32`, '-j', 'ISTIO_REDIRECT'],
-      ['-t', 'nat', '-A', 'ISTIO_REDIRECT', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', '15001'],
-    ]);
-  } else {
-    nft(
-      sb,
-      app,
-      `table ip sidecar {
-  chain output { type nat hook output priority -100; ip daddr ${VIP_OUT} tcp dport 80 redirect to :15001; }
-}\n`,
-    );
-  }
-  await startHaproxy(sb, {
-    ns: app,
-    listen: '0.0.0.0:15001',
-    upstream: `198.18.3.1:${SERVER_PORT}`,
+/** A NatHost over a sandbox; `dir` holds generated files (the sandbox's cleanup removes it). */
+export function sandboxNatHost(sb: Sandbox, dir: string): NatHost {
+  return {
+    addNamespace: (tag) => createNetns(sb, tag),
+    addVeth: (nsA, nsB, cidrA, cidrB) => createVeth(sb, nsA, nsB, cidrA, cidrB),
+    inNs,
+    startInNs(ns, command, args) {
+      const proc = startInNetns(sb, ns, command, args);
+      return {
+        pid: proc.pid,
+        exited: () => proc.child.exitCode !== null || proc.child.signalCode !== null,
+        output: () => `${proc.stderr()}${proc.stdout()}`.trim(),
+      };
+    },
+    addCleanup: (_what, undo) => sb.onCleanup(undo),
     dir,
-    name: `out-${fw}`,
-  });
-  return {
-    pattern: 'sidecar-outbound',
-    firewall: fw,
-    clientNs: app,
-    connect: `${VIP_OUT}:80`,
-    serverNs: srv,
-    listen: `198.18.3.1:${SERVER_PORT}`,
-    taps: [
-      { ns: app, dev: 'lo', label: 'app lo (app→proxy)', hops: 1 },
-      { ns: app, dev: veth.a, label: 'veth (proxy→server)', hops: 1 },
-    ],
-    hops: 2,
-    views: { clientRemote: `${VIP_OUT}:80`, peerLocal: '127.0.0.1:15001' },
+    commands: COMMANDS,
   };
 }
 
-async function sidecarInbound(sb: Sandbox, fw: Firewall, dir: string): Promise<NatSetup> {
-  const { a: cli, b: pod, veth } = twoNs(sb, 'cli', 'pod', '198.18.4.2', '198.18.4.1');
-  if (fw === 'iptables') {
-    iptables(sb, pod, [
-      ['-t', 'nat', '-N', 'ISTIO_INBOUND'],
-      ['-t', 'nat', '-N', 'ISTIO_IN_REDIRECT'],
-      ['-t', 'nat', '-A', 'PREROUTING', '-p', 'tcp', '-j', 'ISTIO_INBOUND'],
-      ['-t', 'nat', '-A', 'ISTIO_INBOUND', '-p', 'tcp', '--dport', '8080', '-j', 'ISTIO_IN_REDIRECT'],
-      ['-t', 'nat', '-A', 'ISTIO_IN_REDIRECT', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', '15006'],
-    ]);
-  } else {
-    nft(
-      sb,
-      pod,
-      `table ip sidecar {
-  chain prerouting { type nat hook prerouting priority dstnat; tcp dport 8080 redirect to :15006; }
-}\n`,
-    );
-  }
-  // Locally made connections skip PREROUTING, so the proxy's own connection to :8080 is not redirected.
-  const appAddress = fw === 'iptables' ? '127.0.0.1' : '198.18.4.1';
-  await startHaproxy(sb, { ns: pod, listen: '0.0.0.0:15006', upstream: `${appAddress}:8080`, dir, name: `in-${fw}` });
-  return {
-    pattern: 'sidecar-inbound',
-    firewall: fw,
-    clientNs: cli,
-    connect: '198.18.4.1:8080',
-    serverNs: pod,
-    listen: '0.0.0.0:8080',
-    taps: [
-      { ns: pod, dev: veth.b, label: 'veth (client→proxy)', hops: 1 },
-      { ns: pod, dev: 'lo', label: 'pod lo (proxy→app)', hops: 1 },
-    ],
-    hops: 2,
-    views: { clientRemote: '198.18.4.1:8080', peerLocal: '198.18.4.1:15006' },
-  };
-}
-
-const VIP_SVC = '198.18.20.10';
-
-async function service(sb: Sandbox, fw: Firewall): Promise<NatSetup> {
-  const r = routed(sb, 5, 6);
-  const endpoint = `198.18.6.2:8080`;
-  if (fw === 'iptables') {
-    // kube-proxy's iptables mode, one endpoint (with more, KUBE-SVC picks one with -m statistic).
-    iptables(sb, r.node, [
-      ['-t', 'nat', '-N', 'KUBE-SERVICES'],
-      ['-t', 'nat', '-N', 'KUBE-SVC-SBNAT'],
-      ['-t', 'nat', '-N', 'KUBE-SEP-SBNAT'],
-      ['-t', 'nat', '-A', 'PREROUTING', '-j', 'KUBE-SERVICES'],
-      ['-t', 'nat', '-A', 'OUTPUT', '-j', 'KUBE-SERVICES'],
-      ['-t', 'nat', '-A', 'KUBE-SERVICES', '-d', `${VIP_SVC}/32`, '-p', 'tcp', '--dport', '80', '-j', 'KUBE-SVC-SBNAT'],
-      ['-t', 'nat', '-A', 'KUBE-SVC-SBNAT', '-j', 'KUBE-SEP-SBNAT'],
-      ['-t', 'nat', '-A', 'KUBE-SEP-SBNAT', '-p', 'tcp', '-j', 'DNAT', '--to-destination', endpoint],
-    ]);
-  } else {
-    // kube-proxy's nftables mode: a verdict map from VIP . proto . port to the service's chain.
-    nft(
-      sb,
-      r.node,
-      `table ip kube-proxy {
-  chain endpoint-sbnat { meta l4proto tcp dnat to ${endpoint}; }
-  chain service-sbnat { goto endpoint-sbnat; }
-  chain services { ip daddr . meta l4proto . th dport vmap { ${VIP_SVC} . tcp . 80 : goto service-sbnat }; }
-  chain nat-prerouting { type nat hook prerouting priority dstnat; jump services; }
-  chain nat-output { type nat hook output priority -100; jump services; }
-}\n`,
-    );
-  }
-  return {
-    pattern: 'service',
-    firewall: fw,
-    clientNs: r.client,
-    connect: `${VIP_SVC}:80`,
-    serverNs: r.server,
-    listen: endpoint,
-    taps: [
-      { ns: r.client, dev: r.clientVeth.a, label: 'client veth', hops: 1 },
-      { ns: r.server, dev: r.serverVeth.a, label: 'server veth', hops: 1 },
-    ],
-    hops: 1,
-    views: { clientRemote: `${VIP_SVC}:80`, peerLocal: endpoint },
-  };
+/** client ↔ node ↔ server namespaces (nat-topology.ts, routed). */
+export function routed(sb: Sandbox, n: number, m: number): Routed {
+  return routedOn(sandboxNatHost(sb, ''), n, m);
 }
 
 export function buildPattern(sb: Sandbox, pattern: PatternName, fw: Firewall, dir: string): Promise<NatSetup> {
-  if (pattern === 'sidecar-outbound') return sidecarOutbound(sb, fw, dir);
-  if (pattern === 'sidecar-inbound') return sidecarInbound(sb, fw, dir);
-  return service(sb, fw);
+  return buildOn(sandboxNatHost(sb, dir), pattern, fw);
 }

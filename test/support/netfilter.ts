@@ -1,54 +1,56 @@
 /**
- * NAT and filter rules inside a network namespace the test created, with
- * iptables (the nf_tables backend Debian ships) or native nftables. The rules
- * go with their namespace; the sandbox's cleanup also flushes them first, so
- * none outlives a namespace that somehow survived.
+ * NAT and filter rules inside a network namespace the test created, over the
+ * bench's own rule helpers (src/bench/netfilter.ts): iptables (the nf_tables
+ * backend Debian ships) or native nftables. The rules go with their
+ * namespace; the sandbox's cleanup also flushes them first, so none outlives
+ * a namespace that somehow survived.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import type { Sandbox } from './sandbox.js';
+import {
+  applyIptables,
+  applyNft,
+  iptablesPackets as countIptablesPackets,
+  setSysctl,
+  type IptablesRule,
+  type NetfilterHost,
+} from '../../src/bench/netfilter.js';
+import { nsenterArgv } from '../../src/bench/nat-host.js';
 
-export type Firewall = 'iptables' | 'nft';
-export const FIREWALLS: readonly Firewall[] = ['iptables', 'nft'];
+export { FIREWALLS, type Firewall } from '../../src/bench/netfilter.js';
+
+/** The commands, from PATH (a root shell's PATH has the sbin folders). */
+export const COMMANDS = { ip: 'ip', iptables: 'iptables', nft: 'nft', haproxy: '/usr/sbin/haproxy' } as const;
 
 /** Run a command in `ns` (network namespace only) and return its stdout. */
 export function inNs(ns: string, command: string, args: readonly string[], input?: string): string {
-  return execFileSync('nsenter', [`--net=/run/netns/${ns}`, '--', command, ...args], {
+  const [cmd, argv] = nsenterArgv('nsenter', ns, command, args);
+  return execFileSync(cmd, argv, {
     stdio: ['pipe', 'pipe', 'pipe'],
     ...(input === undefined ? {} : { input }),
   }).toString();
 }
 
-function flushOnCleanup(sb: Sandbox, ns: string): void {
-  sb.onCleanup(() => {
-    if (!existsSync(`/run/netns/${ns}`)) return;
-    inNs(ns, 'nft', ['flush', 'ruleset']);
-  });
+function rulesHost(sb: Sandbox): NetfilterHost {
+  return { inNs, addCleanup: (_what, undo) => sb.onCleanup(undo), commands: COMMANDS };
 }
 
 /** Apply iptables rules (each an argv, e.g. ['-t', 'nat', '-A', 'OUTPUT', ...]) in `ns`. */
-export function iptables(sb: Sandbox, ns: string, rules: readonly (readonly string[])[]): void {
-  flushOnCleanup(sb, ns);
-  for (const rule of rules) inNs(ns, 'iptables', ['-w', ...rule]);
+export function iptables(sb: Sandbox, ns: string, rules: readonly IptablesRule[]): void {
+  applyIptables(rulesHost(sb), ns, rules);
 }
 
 /** Load an nft script (`nft -f -`) in `ns`. */
 export function nft(sb: Sandbox, ns: string, script: string): void {
-  flushOnCleanup(sb, ns);
-  inNs(ns, 'nft', ['-f', '-'], script);
+  applyNft(rulesHost(sb), ns, script);
 }
 
 /** A sysctl of the namespace (net.* sysctls are per namespace). */
 export function sysctl(ns: string, name: string, value: string): void {
-  inNs(ns, 'sysctl', ['-q', '-w', `${name}=${value}`]);
+  setSysctl({ inNs }, ns, name, value);
 }
 
 /** Packets counted by the iptables rules of `table`/`chain` whose target is `target`. */
 export function iptablesPackets(ns: string, table: string, chain: string, target: string): number {
-  const out = inNs(ns, 'iptables', ['-w', '-t', table, '-L', chain, '-v', '-n', '-x']);
-  return out
-    .split('\n')
-    .map((l) => l.trim().split(/\s+/))
-    .filter((f) => f[2] === target)
-    .reduce((n, f) => n + Number(f[0]), 0);
+  return countIptablesPackets({ inNs, commands: COMMANDS }, ns, table, chain, target);
 }
