@@ -31,6 +31,7 @@ import { ToolFailure } from '../src/bench/env.js';
 import { zeroCounters, type Counters } from '../src/core/layout.js';
 import { cgroup2Mount } from '../src/os/cgroup.js';
 import { PACKAGE_ROOT } from '../src/core/paths.js';
+import { startBenchCli } from './support/bench-cli.js';
 
 const CGROUP = '/sys/fs/cgroup/unified/sockbypass-bench-1';
 const NAT_IDS = [
@@ -477,34 +478,18 @@ test('bench CLI on a nat row interrupted by SIGINT mid-run exits 130 and leaves 
   if (!requirePrivileged(t) || !needTools(t)) return;
   const iptables = findTools().iptables as string;
   const rulesBefore = hostRules(iptables);
-  const child = spawn(
-    process.execPath,
-    [
-      join(PACKAGE_ROOT, 'bin', 'sockbypass.js'),
-      'bench',
-      '--only',
-      'nat-sidecar-in-stream',
-      '--pairs',
-      '1',
-      '--seconds',
-      '5',
-    ],
-    // A process group of its own, as a terminal's Ctrl-C would hit it (and nothing else here).
-    { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
-  );
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  const pid = child.pid as number;
+  const bench = startBenchCli(['--only', 'nat-sidecar-in-stream', '--pairs', '1', '--seconds', '5']);
+  const { child, exited } = bench;
+  const pid = bench.pid;
   try {
-    await waitFor(() => /\[1\/2\] NAT sidecar inbound sbload stream on/.test(stderr), 20_000);
+    await waitFor(() => /\[1\/2\] NAT sidecar inbound sbload stream on/.test(bench.stderr()), 20_000);
     // Mid-run: the pattern's namespaces exist and its haproxy runs in the pod.
     await waitFor(() => netnsNames().includes(`sockbypass-bench-${pid}-nat-pod`), 15_000);
     await new Promise((r) => setTimeout(r, 1500));
     process.kill(-pid, 'SIGINT');
     const code = await exited;
-    assert.equal(code, 130, stderr);
-    assert.match(stderr, /interrupted by SIGINT/);
+    assert.equal(code, 130, bench.stderr());
+    assert.match(bench.stderr(), /interrupted by SIGINT/);
     assert.deepEqual(leftovers(pid), []);
     assert.equal(hostRules(iptables), rulesBefore, "the host namespace's rules are untouched");
   } finally {

@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { requirePrivileged } from './support/privileged.js';
@@ -23,7 +23,7 @@ import { expectsLeftAlone, verifyOnRun, type LeftAloneExpectation, type OnObserv
 import { findTools, selectWorkloads, WORKLOADS } from '../src/bench/workloads.js';
 import { zeroCounters, type Counters } from '../src/core/layout.js';
 import { cgroup2Mount } from '../src/os/cgroup.js';
-import { PACKAGE_ROOT } from '../src/core/paths.js';
+import { startBenchCli } from './support/bench-cli.js';
 
 const CGROUP = '/sys/fs/cgroup/unified/sockbypass-bench-1';
 const OUTSIDE_IDS = ['outside-veth-128K', 'outside-veth-1K', 'outside-veth-pingpong-64', 'outside-veth-crr'];
@@ -331,34 +331,18 @@ test('bench smoke: outside-veth-crr, one pair of 1 s: ON inserted nothing and le
 
 test('bench CLI on an outside row interrupted by SIGINT mid-run exits 130 and leaves no namespace, cgroup or pin behind', async (t) => {
   if (!requirePrivileged(t) || !needTools(t)) return;
-  const child = spawn(
-    process.execPath,
-    [
-      join(PACKAGE_ROOT, 'bin', 'sockbypass.js'),
-      'bench',
-      '--only',
-      'outside-veth-crr',
-      '--pairs',
-      '1',
-      '--seconds',
-      '5',
-    ],
-    // A process group of its own, as a terminal's Ctrl-C would hit it (and nothing else here).
-    { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
-  );
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  const pid = child.pid as number;
+  const bench = startBenchCli(['--only', 'outside-veth-crr', '--pairs', '1', '--seconds', '5']);
+  const { child, exited } = bench;
+  const pid = bench.pid;
   try {
-    await waitFor(() => /\[1\/2\] outside veth sbload crr 64 B on/.test(stderr), 20_000);
+    await waitFor(() => /\[1\/2\] outside veth sbload crr 64 B on/.test(bench.stderr()), 20_000);
     // Mid-run: the namespaces exist (the client is connecting through them).
     await waitFor(() => netnsNames().some((n) => n.startsWith(`sockbypass-bench-${pid}`)), 10_000);
     await new Promise((r) => setTimeout(r, 1000));
     process.kill(-pid, 'SIGINT');
     const code = await exited;
-    assert.equal(code, 130, stderr);
-    assert.match(stderr, /interrupted by SIGINT/);
+    assert.equal(code, 130, bench.stderr());
+    assert.match(bench.stderr(), /interrupted by SIGINT/);
     assert.deepEqual(leftovers(pid), []);
   } finally {
     if (child.exitCode === null && child.signalCode === null) process.kill(-pid, 'SIGKILL');

@@ -6,7 +6,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,7 +35,7 @@ import {
 } from '../src/bench/workloads.js';
 import { zeroCounters, type Counters } from '../src/core/layout.js';
 import { cgroup2Mount } from '../src/os/cgroup.js';
-import { PACKAGE_ROOT } from '../src/core/paths.js';
+import { startBenchCli } from './support/bench-cli.js';
 
 const MB = 1024 * 1024;
 const CGROUP = '/sys/fs/cgroup/unified/sockbypass-bench-1';
@@ -429,34 +428,17 @@ test('bench smoke: iperf3 -l 128K, one pair of 1 s: ON redirected, OFF not, JSON
 
 test('bench CLI interrupted by SIGINT mid-run exits 130 and leaves nothing behind', async (t) => {
   if (!requirePrivileged(t) || !needIperf3(t)) return;
-  const child = spawn(
-    process.execPath,
-    [
-      join(PACKAGE_ROOT, 'bin', 'sockbypass.js'),
-      'bench',
-      '--only',
-      'iperf3-128K',
-      '--pairs',
-      '1',
-      '--seconds',
-      '5',
-      '--no-reference',
-    ],
-    // A process group of its own, as a terminal's Ctrl-C would hit it (and nothing else here).
-    { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
-  );
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const bench = startBenchCli(['--only', 'iperf3-128K', '--pairs', '1', '--seconds', '5', '--no-reference']);
+  const { child, exited } = bench;
   try {
     // Wait until the ON run is under way (loaded, iperf3 running), then Ctrl-C the group.
-    await waitFor(() => /\[1\/2\] iperf3 -l 128K on/.test(stderr), 20_000);
+    await waitFor(() => /\[1\/2\] iperf3 -l 128K on/.test(bench.stderr()), 20_000);
     await new Promise((r) => setTimeout(r, 1500));
     assert.ok(existsSync(join(cgroup2Mount(), `sockbypass-bench-${child.pid}`)), 'the bench cgroup exists mid-run');
     process.kill(-(child.pid as number), 'SIGINT');
     const code = await exited;
-    assert.equal(code, 130, stderr);
-    assert.match(stderr, /interrupted by SIGINT; its processes, pins and cgroup were removed/);
+    assert.equal(code, 130, bench.stderr());
+    assert.match(bench.stderr(), /interrupted by SIGINT; its processes, pins and cgroup were removed/);
     assert.deepEqual(ourLeftovers(child.pid as number), []);
   } finally {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
