@@ -50,6 +50,7 @@ enum sock_mode {
 	MODE_REDIRECT = 0,    /* sendmsg goes straight to the peer's queue */
 	MODE_TCP_FLOW = 1,    /* its receiver fell behind (flow control, small-write stream): TCP until may_return() */
 	MODE_TCP_STICKY = 2,  /* a message missed the peer: TCP for good, to keep byte order */
+	MODE_TCP_SMALL = 3,   /* a small-write stream (see small_write_stream): TCP for good */
 };
 
 struct sock_state {
@@ -62,8 +63,6 @@ struct sock_state {
 	__u64 handshake;     /* and its socket_key.handshake */
 	__u32 mode;          /* enum sock_mode */
 	__u32 passive;       /* 1 if this socket was accepted: its local end is the service */
-	__u32 stays_tcp;     /* MODE_TCP_FLOW for a reason that does not pass: a small-write stream */
-	__u32 pad2;
 	/* Every message sk_msg saw (sendmsg chunks) and their bytes, in any mode:
 	 * the mean write size of the small-write rule, and the messages per socket
 	 * of the short-connection rule. */
@@ -459,8 +458,6 @@ static __always_inline struct sock_state *state_create(struct bpf_sock_ops *skop
 	st->mode = MODE_REDIRECT;
 	st->peer_sk = 0;
 	st->passive = !active;
-	st->stays_tcp = 0;
-	st->pad2 = 0;
 	st->messages = 0;
 	st->bytes = 0;
 	return st;
@@ -819,7 +816,7 @@ static __always_inline bool may_return(struct sock *me, struct sock_state *st, c
 	struct tcp_sock *mine, *theirs;
 	struct sock *peer;
 
-	if (!st->peer_sk || st->stays_tcp)
+	if (!st->peer_sk)
 		return false;
 	peer = kernel_view(struct sock, st->peer_sk);
 	if (peer->sk_rcvlowat > 1 || peer->sk_lock.owned)
@@ -866,8 +863,8 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 	cfg = settings_get();
 	if (!cfg)
 		return SK_PASS;
-	if (st->mode == MODE_TCP_FLOW) {
-		if (!may_return(kmsg->sk, st, cfg)) {
+	if (st->mode == MODE_TCP_FLOW || st->mode == MODE_TCP_SMALL) {
+		if (st->mode == MODE_TCP_SMALL || !may_return(kmsg->sk, st, cfg)) {
 			if (c) {
 				c->flow_messages++;
 				c->flow_bytes += size;
@@ -915,8 +912,7 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 		return SK_PASS;
 	st->peer_sk = (__u64)target;
 	if (small_write_stream(target, st, cfg)) {
-		st->mode = MODE_TCP_FLOW;
-		st->stays_tcp = 1;
+		st->mode = MODE_TCP_SMALL;
 		if (c)
 			c->flow_to_tcp++;
 	} else if (must_use_tcp(target, size, cfg)) {

@@ -169,9 +169,10 @@ static __always_inline void socket_key_fill(struct socket_key *key, const __u32 
 }
 
 /*
- * The one key builder: `ctx` is a struct bpf_sock_ops * (a full socket, or
- * the request socket of a listener answering a SYN) or a struct sk_msg_md *,
- * which name their address fields alike. `family` is passed in because a
+ * The one key builder, used by sock_ops for both ends of a connection: `ctx`
+ * is a struct bpf_sock_ops * for a full socket, or for the request socket of a
+ * listener answering a SYN (the key the server end will have). sk_msg builds
+ * no key: it redirects to the peer key stored at pairing. `family` is passed in because a
  * request socket of a dual-stack listener says AF_INET6 while only its IPv4
  * fields are set. Both contexts keep local_port in host order and
  * remote_port in network order in the upper 16 bits, hence the bpf_ntohl.

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { requirePrivileged } from './support/privileged.js';
+import { requirePrivileged, requireTools } from './support/privileged.js';
 import { waitFor } from './support/sandbox.js';
 import { displayUnitFor, formatWithUnit } from '../src/bench/format.js';
 import { haproxyConfig, listeningPorts } from '../src/bench/haproxy.js';
@@ -399,13 +399,7 @@ function cmdline(pid: number): string | undefined {
 function needTools(t: TestContext): boolean {
   const tools = findTools();
   const missing = (['sbload', 'ip', 'nsenter', 'iptables', 'haproxy'] as const).filter((n) => tools[n] === undefined);
-  if (missing.length === 0) return true;
-  if (process.env.CI === 'true')
-    throw new Error(
-      `${missing.join(', ')} missing (make builds sbload; scripts/setup.sh installs haproxy and iptables)`,
-    );
-  t.skip(`needs ${missing.join(', ')}`);
-  return false;
+  return requireTools(t, missing, 'make builds sbload; scripts/setup.sh installs haproxy and iptables');
 }
 
 test('bench CLI smoke: nat-sidecar-out-rr, one pair of 1 s: ON paired both hops through the REDIRECT and haproxy, OFF had nothing attached, nothing left behind', async (t) => {

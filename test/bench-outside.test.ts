@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { requirePrivileged } from './support/privileged.js';
+import { requirePrivileged, requireTools } from './support/privileged.js';
 import { waitFor } from './support/sandbox.js';
 import { leftAloneSummaries } from '../src/bench/assemble.js';
 import { OUTSIDE_VETH_WORKLOADS } from '../src/bench/outside-workloads.js';
@@ -253,11 +253,7 @@ function leftovers(pid: number): string[] {
 function needTools(t: import('node:test').TestContext): boolean {
   const tools = findTools();
   const missing = (['sbload', 'ip', 'nsenter'] as const).filter((name) => tools[name] === undefined);
-  if (missing.length === 0) return true;
-  if (process.env.CI === 'true')
-    throw new Error(`${missing.join(', ')} missing (make builds sbload; iproute2 and util-linux give ip and nsenter)`);
-  t.skip(`needs ${missing.join(', ')}`);
-  return false;
+  return requireTools(t, missing, 'make builds sbload; iproute2 and util-linux give ip and nsenter');
 }
 
 test('bench smoke: outside-veth-crr, one pair of 1 s: ON inserted nothing and left every connection alone, the server ran outside the cgroup, nothing left behind', async (t) => {

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { requirePrivileged } from './support/privileged.js';
+import { requirePrivileged, requireTools } from './support/privileged.js';
 import { waitFor } from './support/sandbox.js';
 import { bpftoolPrograms } from './support/witness.js';
 import {
@@ -331,10 +331,7 @@ function alive(pid: number, comm: string): boolean {
 }
 
 function needIperf3(t: import('node:test').TestContext): boolean {
-  if (findTools().iperf3) return true;
-  if (process.env.CI === 'true') throw new Error('iperf3 is not installed (scripts/setup.sh installs it)');
-  t.skip('needs iperf3');
-  return false;
+  return requireTools(t, findTools().iperf3 ? [] : ['iperf3'], 'scripts/setup.sh installs it');
 }
 
 test('bench smoke: iperf3 -l 128K, one pair of 1 s: ON redirected, OFF not, JSON well-formed, nothing left behind', async (t) => {

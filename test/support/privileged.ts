@@ -23,3 +23,15 @@ export function requirePrivileged(t: TestContext): boolean {
   t.skip(why);
   return false;
 }
+
+/**
+ * Gate for tests that need programs besides the kernel (iperf3, haproxy, …):
+ * `missing` names those not found. Under CI=true a missing one fails the test
+ * (with `fix`, how to get it); locally the test skips.
+ */
+export function requireTools(t: TestContext, missing: readonly string[], fix: string): boolean {
+  if (missing.length === 0) return true;
+  if (process.env.CI === 'true') throw new Error(`${missing.join(', ')} missing (${fix})`);
+  t.skip(`needs ${missing.join(', ')}`);
+  return false;
+}
