@@ -11,8 +11,10 @@
  * excludes) is never inserted: it keeps the kernel's own TCP code.
  *
  * Nothing here deletes a socket that a peer may redirect to: deleting a
- * socket's entry while it has unread redirected data loses that data. The
- * kernel removes each socket from the map itself when it closes.
+ * socket's entry while it has unread redirected data, or while a redirect to
+ * it is in flight, loses that data. The one exit (prepare_leave) is a
+ * sender whose peer has provably never redirected to it and now never will.
+ * The kernel removes each socket from the map itself when it closes.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -53,6 +55,20 @@ enum sock_mode {
 	MODE_TCP_SMALL = 3,   /* a small-write stream (see small_write_stream): TCP for good */
 };
 
+/*
+ * struct sock_state.exit_state: the handshake that lets a sender leave the
+ * sockhash (prepare_leave). Both bits live in the storage of the socket that
+ * would be redirected *to*, and change only by atomic OR, so the two orders
+ * of "its peer leaves" and "it redirects for the first time" are the only
+ * two: whichever OR comes second sees the other's bit.
+ */
+enum exit_bits {
+	EXIT_REDIRECTED = 1,  /* this socket has redirected at least once */
+	EXIT_PEER_LEFT = 2,   /* its peer left the sockhash: this socket must not redirect */
+	EXIT_MAY_LEAVE = 4,   /* this socket may leave the sockhash (prepare_leave) */
+	EXIT_LEFT = 8,        /* and did (on_tcp_ack) */
+};
+
 struct sock_state {
 	struct socket_key peer; /* the key the other end inserted: where sk_msg redirects */
 	/* The peer's struct sock, as the last redirect found it: read (never
@@ -68,6 +84,7 @@ struct sock_state {
 	 * of the short-connection rule. */
 	__u64 messages;
 	__u64 bytes;
+	__u64 exit_state;    /* enum exit_bits */
 };
 
 /*
@@ -460,6 +477,7 @@ static __always_inline struct sock_state *state_create(struct bpf_sock_ops *skop
 	st->passive = !active;
 	st->messages = 0;
 	st->bytes = 0;
+	st->exit_state = 0;
 	return st;
 }
 
@@ -467,6 +485,16 @@ static __always_inline struct sock_state *state_create(struct bpf_sock_ops *skop
 static __always_inline void watch_close(struct bpf_sock_ops *skops)
 {
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+/*
+ * A joined end also sees the ACKs of what it sends by TCP (none while it
+ * redirects): the moment it may leave the sockhash (on_tcp_ack).
+ */
+static __always_inline void watch_joined(struct bpf_sock_ops *skops)
+{
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG |
+						 BPF_SOCK_OPS_RTT_CB_FLAG);
 }
 
 /* Whether policy and the short-connection rule let this end join; counted and reported if not. */
@@ -538,7 +566,7 @@ static __always_inline void on_active_established(struct bpf_sock_ops *skops, st
 	__sync_lock_test_and_set(&entry->state, PAIR_JOINED);
 	if (c)
 		c->sockets_inserted++;
-	watch_close(skops);
+	watch_joined(skops);
 	emit_event(skops, key, family, EVENT_ACCELERATED_ACTIVE, 0);
 }
 
@@ -593,7 +621,7 @@ static __always_inline void on_passive_established(struct bpf_sock_ops *skops, s
 		c->sockets_inserted++;
 		c->pairs_joined++;
 	}
-	watch_close(skops);
+	watch_joined(skops);
 	emit_event(skops, key, family, EVENT_ACCELERATED_PASSIVE, 0);
 }
 
@@ -642,6 +670,31 @@ static __always_inline void on_state_change(struct bpf_sock_ops *skops)
 	emit_event(skops, &key, family, EVENT_CLOSED, 0);
 }
 
+/*
+ * An ACK of bytes this socket sent by TCP. If sk_msg found it may leave the
+ * sockhash (prepare_leave), it leaves now: sock_ops may delete from a
+ * sockhash, sk_msg may not. Its psock goes once no sendmsg holds it.
+ */
+static __always_inline void on_tcp_ack(struct bpf_sock_ops *skops)
+{
+	struct socket_key key = {};
+	struct sock_state *st;
+	struct counters *c;
+	struct bpf_sock *sk = skops->sk;
+
+	st = sk ? bpf_sk_storage_get(&sock_states, sk, 0, 0) : NULL;
+	if (!st || (st->exit_state & (EXIT_MAY_LEAVE | EXIT_LEFT)) != EXIT_MAY_LEAVE)
+		return;
+	__sync_fetch_and_or(&st->exit_state, EXIT_LEFT);
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_RTT_CB_FLAG);
+	socket_key_build(&key, skops, skops->family, st->netns_cookie, st->handshake);
+	if (bpf_map_delete_elem(&sock_hash, &key) == 0) {
+		c = counters_get();
+		if (c)
+			c->sockets_left++;
+	}
+}
+
 SEC("sockops")
 int sockbypass_sockops(struct bpf_sock_ops *skops)
 {
@@ -660,6 +713,9 @@ int sockbypass_sockops(struct bpf_sock_ops *skops)
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		on_state_change(skops);
+		break;
+	case BPF_SOCK_OPS_RTT_CB:
+		on_tcp_ack(skops);
 		break;
 	}
 	return 1;
@@ -830,6 +886,33 @@ static __always_inline bool may_return(struct sock *me, struct sock_state *st, c
 	return !task_sleeps_on(peer);
 }
 
+/*
+ * A sender that goes by TCP for good (a small-write stream) leaves the
+ * sockhash, which gives it back the kernel's own TCP code: no tcp_bpf_sendmsg
+ * on each write, no program run, no tcp_bpf_recvmsg. Leaving frees its psock
+ * once its current sendmsg returns, and the kernel purges a psock's queue of
+ * redirected bytes with it; a redirect to it already past the map lookup
+ * would be lost too. So it leaves only if its peer has never redirected to
+ * it (then that queue is empty), and the same atomic OR on the peer's
+ * exit_state that checks this forbids the peer's first redirect from now on
+ * (see the EXIT_REDIRECTED check in sockbypass_redirect). Its own redirects
+ * in flight go to the peer, which stays in the map. `peer` is the socket this
+ * message was just redirected to. sk_msg may not delete from a sockhash, so
+ * this only marks the socket; its next TCP ACK runs sock_ops, which deletes
+ * it (on_tcp_ack).
+ */
+static __always_inline void prepare_leave(struct sock *peer, struct sock_state *st)
+{
+	struct sock_state *peer_st;
+
+	peer_st = bpf_sk_storage_get(&sock_states, peer, 0, 0);
+	if (!peer_st)
+		return;
+	if (__sync_fetch_and_or(&peer_st->exit_state, EXIT_PEER_LEFT) & EXIT_REDIRECTED)
+		return;
+	__sync_fetch_and_or(&st->exit_state, EXIT_MAY_LEAVE);
+}
+
 static __always_inline void count_passed(struct counters *c, __u64 size)
 {
 	if (c) {
@@ -888,6 +971,16 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 		count_passed(c, size);
 		return SK_PASS;
 	}
+	/* This socket's first redirect: from now on its peer must not leave
+	 * the sockhash, unless it already did (see prepare_leave). */
+	if (!(st->exit_state & EXIT_REDIRECTED) &&
+	    (__sync_fetch_and_or(&st->exit_state, EXIT_REDIRECTED) & EXIT_PEER_LEFT)) {
+		st->mode = MODE_TCP_STICKY;
+		if (c)
+			c->sticky_tcp++;
+		count_passed(c, size);
+		return SK_PASS;
+	}
 	verdict = bpf_msg_redirect_hash(msg, &sock_hash, &st->peer, BPF_F_INGRESS);
 	if (verdict != SK_PASS) {
 		/* The peer is not in the map (yet: early data before its end joined,
@@ -915,6 +1008,7 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 		st->mode = MODE_TCP_SMALL;
 		if (c)
 			c->flow_to_tcp++;
+		prepare_leave(target, st);
 	} else if (must_use_tcp(target, size, cfg)) {
 		st->mode = MODE_TCP_FLOW;
 		if (c)

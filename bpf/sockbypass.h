@@ -12,7 +12,7 @@
 
 /* Bumped whenever a map's key/value layout changes: a pinned load with another
  * layout version cannot be adopted or replaced in place. */
-#define SOCKBYPASS_LAYOUT_VERSION 7
+#define SOCKBYPASS_LAYOUT_VERSION 8
 
 /*
  * The sockhash key of one socket, as that socket sees its connection.
@@ -94,13 +94,14 @@ struct counters {
 	__u64 flow_messages;     /* messages sent by TCP after flow control switched their socket */
 	__u64 flow_bytes;
 	__u64 flow_to_tcp;       /* switches to TCP: the receiver fell behind (a socket may switch many times) */
-	__u64 sticky_tcp;        /* sockets that missed their peer and stay on TCP */
+	__u64 sticky_tcp;        /* sockets that missed their peer (or whose peer left) and stay on TCP */
 	__u64 short_skipped;     /* sockets left on TCP: their service's connections are short */
 	__u64 pairs_joined;      /* connections whose two ends both joined the sockhash */
 	__u64 left_no_peer;      /* sockets left on TCP: the peer is no socket of this load on this host */
 	__u64 left_peer_declined; /* sockets left on TCP: the peer's end did not join (its policy, its map) */
 	__u64 pair_unjoined;     /* active ends taken out again: their passive end could not join */
 	__u64 flow_returns;      /* switches back from TCP to the redirect: the receiver caught up */
+	__u64 sockets_left;      /* sockets that left the sockhash mid-connection: TCP for good, with no tcp_bpf */
 };
 
 enum event_type {
@@ -171,10 +172,11 @@ static __always_inline void socket_key_fill(struct socket_key *key, const __u32 
 /*
  * The one key builder, used by sock_ops for both ends of a connection: `ctx`
  * is a struct bpf_sock_ops * for a full socket, or for the request socket of a
- * listener answering a SYN (the key the server end will have). sk_msg builds
- * no key: it redirects to the peer key stored at pairing. `family` is passed in because a
- * request socket of a dual-stack listener says AF_INET6 while only its IPv4
- * fields are set. Both contexts keep local_port in host order and
+ * listener answering a SYN (the key the server end will have); and by sk_msg
+ * (a struct sk_msg_md *) for its own key only, when a sender leaves the
+ * sockhash: it redirects to the peer key stored at pairing. `family` is passed
+ * in because a request socket of a dual-stack listener says AF_INET6 while
+ * only its IPv4 fields are set. All these contexts keep local_port in host order and
  * remote_port in network order in the upper 16 bits, hence the bpf_ntohl.
  */
 #define socket_key_build(key, ctx, family, netns, tag)                                        \

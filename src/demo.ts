@@ -140,10 +140,10 @@ export function renderDemoSummary(report: BenchReport): string {
   if (tiny?.verdict === 'lose') {
     lines.push(
       '',
-      'Streams of tiny writes are slower with the bypass: each redirected 64-byte send takes the receiving',
-      "socket's lock and wakes its reader, where TCP coalesces the writes into few segments. The opt-in",
-      '`sockbypass load --small-write 4096` sends such streams by TCP instead (about the speed of TCP; its',
-      'trade-off: docs/benchmarks.md, "Where the time goes").',
+      'Streams of tiny writes were slower with the bypass here: each redirected 64-byte send takes the',
+      "receiving socket's lock and wakes its reader, where TCP coalesces the writes into few segments. The",
+      'small-write rule (`--small-write`, on by default) hands such a stream to plain TCP once a backlog',
+      'builds, and pays until then (docs/benchmarks.md, "Where the time goes").',
     );
   }
   lines.push(

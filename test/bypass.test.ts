@@ -43,7 +43,16 @@ function counters(sb: Sandbox): Counters {
 /** Run transfer.js inside the sandbox cgroup; `whileOpen` runs after DONE, while the connection is held open. */
 async function transfer(
   sb: Sandbox,
-  opts: { listen?: string; connect?: string; port?: number; bytes?: number; holdMs?: number; cgroup?: string | null },
+  opts: {
+    listen?: string;
+    connect?: string;
+    port?: number;
+    bytes?: number;
+    chunk?: number;
+    replyAfter?: boolean;
+    holdMs?: number;
+    cgroup?: string | null;
+  },
   whileOpen?: (ports: { serverPort: number; clientPort: number }) => void | Promise<void>,
 ): Promise<TransferDone & { serverPort: number; clientPort: number }> {
   const args = [
@@ -58,6 +67,8 @@ async function transfer(
     String(opts.bytes ?? 32 * MB),
     '--hold-ms',
     String(opts.holdMs ?? (whileOpen ? 2000 : 0)),
+    ...(opts.chunk === undefined ? [] : ['--chunk', String(opts.chunk)]),
+    ...(opts.replyAfter ? ['--reply-after'] : []),
   ];
   const p = sb.start(process.execPath, args, opts.cgroup === undefined ? {} : { cgroup: opts.cgroup });
   const connected = JSON.parse((await waitForLine(p, /^CONNECTED (.*)$/m))[1] as string) as {
@@ -138,7 +149,7 @@ async function iperf3(
   serverArgs: string[],
   clientHost: string,
   length = '128K',
-): Promise<{ delta: Counters; bitsPerSecond: number }> {
+): Promise<{ delta: Counters; bitsPerSecond: number; bytes: number }> {
   const port = await freePort();
   const server = sb.start('iperf3', ['-s', '-1', '--forceflush', '-p', String(port), ...serverArgs]);
   await waitForLine(server, /Server listening/);
@@ -150,8 +161,8 @@ async function iperf3(
   const delta = Object.fromEntries(
     Object.entries(after).map(([k, v]) => [k, v - before[k as keyof Counters]]),
   ) as unknown as Counters;
-  const json = JSON.parse(client.stdout) as { end: { sum_received: { bits_per_second: number } } };
-  return { delta, bitsPerSecond: json.end.sum_received.bits_per_second };
+  const json = JSON.parse(client.stdout) as { end: { sum_received: { bits_per_second: number; bytes: number } } };
+  return { delta, bitsPerSecond: json.end.sum_received.bits_per_second, bytes: json.end.sum_received.bytes };
 }
 
 test('a dual-stack iperf3 server (no -4) and a native ::1 pair are both accelerated', async (t) => {
@@ -341,24 +352,32 @@ test('short connections: a service whose connections carry one request and one r
   });
 });
 
-test('small-write rule (opt-in, --small-write 4096): a stream of 64 B writes leaves the redirect for TCP, a 64 B ping-pong and a 128 KiB stream stay redirected', async (t) => {
+test('small-write rule (on by default): a stream of 64 B writes leaves the sockhash for plain TCP; a 64 B ping-pong and a 128 KiB stream stay redirected', async (t) => {
   if (!requirePrivileged(t)) return;
   requireTool(SBLOAD);
   await withSandbox('small-write', async (sb) => {
     load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
-    assert.equal(status({ pinDir: sb.pinDir }).policy?.smallWrite, 0, 'off by default');
-    const off = await iperf3(sb, [], '127.0.0.1', '64');
-    assert.equal(off.delta.flowToTcp, 0, 'rule off: the 64 B stream stays redirected');
-
-    withPinnedState(sb.pinDir, (s) => writePolicy(s.maps, { ports: null, ranges: null, smallWrite: 4096 }));
+    assert.equal(status({ pinDir: sb.pinDir }).policy?.smallWrite, 4096, 'on by default');
     const small = await iperf3(sb, [], '127.0.0.1', '64');
     let d = small.delta;
     t.diagnostic(
-      `iperf3 -l 64: ${(off.bitsPerSecond / 1e6).toFixed(1)} Mbit/s redirected, ${(small.bitsPerSecond / 1e6).toFixed(1)} Mbit/s with the rule (${d.bytesRedirected} B redirected, then ${d.flowBytes} B by TCP)`,
+      `iperf3 -l 64, defaults: ${(small.bitsPerSecond / 1e6).toFixed(1)} Mbit/s, ${small.bytes} B moved: ${d.bytesRedirected} B redirected, ` +
+        `then the sender left the sockhash (${d.socketsLeft})`,
     );
     assert.equal(d.flowToTcp, 1, 'the data socket switched to TCP');
-    assert.ok(d.flowBytes > d.bytesRedirected, 'most bytes went by TCP');
+    // The data connection's server never writes, so its client may leave: iperf3's control
+    // connection carries both ways and stays.
+    assert.equal(d.socketsLeft, 1, 'the sender left the sockhash');
+    assert.ok(d.bytesRedirected < small.bytes / 4, 'most bytes went by plain TCP, unseen by sk_msg');
     assert.equal(d.bytesPassed, 0);
+
+    // The same stream with the rule off stays redirected and in the map: what the rule changes.
+    withPinnedState(sb.pinDir, (s) => writePolicy(s.maps, { ports: null, ranges: null, smallWrite: 0 }));
+    const off = await iperf3(sb, [], '127.0.0.1', '64');
+    t.diagnostic(`iperf3 -l 64, rule off: ${(off.bitsPerSecond / 1e6).toFixed(1)} Mbit/s, all redirected`);
+    assert.equal(off.delta.flowToTcp, 0, 'rule off: the 64 B stream stays redirected');
+    assert.equal(off.delta.socketsLeft, 0, 'rule off: nothing leaves');
+    withPinnedState(sb.pinDir, (s) => writePolicy(s.maps, { ports: null, ranges: null }));
 
     let before = counters(sb);
     await sbload(sb, ['rr', '--size', '64', '--count', '3000', '--warmup', '0']);
@@ -378,5 +397,30 @@ test('small-write rule (opt-in, --small-write 4096): a stream of 64 B writes lea
       d.flowToTcp - d.flowReturns <= 1,
       `128 KiB stream: ${d.flowToTcp} switches to TCP, ${d.flowReturns} back`,
     );
+    assert.equal(d.socketsLeft, 0, '128 KiB stream: nothing leaves');
+  });
+});
+
+test('a sender that left the sockhash: its stream and the answer after it arrive intact, and the answer goes by TCP', async (t) => {
+  if (!requirePrivileged(t)) return;
+  await withSandbox('left', async (sb) => {
+    load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
+    const before = counters(sb);
+    // 4 MiB in 64 B writes one way; the server answers (4 MiB, 64 B writes) only once it has it all.
+    const done = await transfer(sb, { bytes: 4 * MB, chunk: 64, replyAfter: true }, ({ clientPort }) => {
+      // While the connection is open: the client's socket is gone from the map, the server's is in it.
+      const ports = withPinnedState(sb.pinDir, (s) => listSockets(s.maps.sock_hash)).map((s) => s.key.localPort);
+      assert.ok(!ports.includes(clientPort), `the client (port ${clientPort}) left the sockhash`);
+      assert.equal(ports.length, 1, `one socket stays: ${JSON.stringify(ports)}`);
+    });
+    const d = delta(before, counters(sb));
+    t.diagnostic(
+      `one-way 64 B stream then answer: ${d.bytesRedirected} B redirected before the client left; ${d.socketsLeft} left, ${d.stickyTcp} answering socket(s) on TCP`,
+    );
+    assert.ok(done.clientToServerIntact, 'the one-way stream arrived intact');
+    assert.ok(done.serverToClientIntact, 'the answer arrived intact');
+    assert.equal(d.socketsLeft, 1, 'the client left the sockhash');
+    // The server's first send found its peer gone: TCP for good, never a redirect into a socket that left.
+    assert.equal(d.stickyTcp, 1, 'the answering socket went by TCP');
   });
 });

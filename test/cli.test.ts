@@ -222,7 +222,7 @@ test('status --json and the library agree on a fresh load', async (t) => {
       ports: [5001, 6379],
       ranges: null,
       queueLimit: 0,
-      smallWrite: 0,
+      smallWrite: 4096,
       smallBacklog: 65536,
       shortMessages: 2,
     });

@@ -72,7 +72,7 @@ test('renderDemoSummary: tiny writes that do not lose get no note', () => {
         : /throughput, iperf3 64 B writes .* about the same \(1\.01x\)/,
     );
   }
-  assert.match(renderDemoSummary(real), /Streams of tiny writes are slower with the bypass[\s\S]*--small-write 4096/);
+  assert.match(renderDemoSummary(real), /Streams of tiny writes were slower with the bypass[\s\S]*--small-write/);
 });
 
 test('renderDemoSummary: packets beyond the handshakes are put down to flow control', () => {

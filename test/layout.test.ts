@@ -187,8 +187,8 @@ test('a policy is validated against the knob bounds, and worded from the knob ro
   }
   assert.equal(
     formatPolicy({ ports: null, ranges: null }),
-    "ports all; addresses all; queue limit the receiver's SO_RCVBUF if set, else tcp_rmem[2]; small-write rule off; " +
-      'short connections: services whose sockets sent under 2 messages each on average stay on TCP',
+    "ports all; addresses all; queue limit the receiver's SO_RCVBUF if set, else tcp_rmem[2]; " +
+      'small-write rule senders whose writes average under 4096 B go by TCP once over 65536 B are queued; short connections: services whose sockets sent under 2 messages each on average stay on TCP',
   );
   assert.equal(
     formatPolicy({

@@ -171,7 +171,7 @@ export const COUNTERS = [
     unit: 'sockets',
     metric: {
       name: 'sockbypass_sticky_tcp_sockets_total',
-      help: 'Sockets whose message missed their peer (early data) and stay on TCP for good (keeps byte order).',
+      help: 'Sockets whose message missed their peer (early data, or a peer that left the sockhash) and stay on TCP for good (keeps byte order).',
     },
   },
   {
@@ -240,6 +240,17 @@ export const COUNTERS = [
     metric: {
       name: 'sockbypass_flow_returns_total',
       help: 'Switches back from TCP to the redirect: the receiver caught up and no reader was inside tcp_recvmsg.',
+    },
+  },
+  {
+    name: 'socketsLeft',
+    c: 'sockets_left',
+    label: 'sockets left the sockhash',
+    kind: 'counter',
+    unit: 'sockets',
+    metric: {
+      name: 'sockbypass_sockets_left_total',
+      help: 'Sockets that left the sockhash mid-connection (a small-write stream whose peer never redirected to it): plain TCP from then on.',
     },
   },
 ] as const satisfies readonly CounterSpec[];

@@ -51,18 +51,18 @@ export const KNOBS = [
     flag: 'small-write',
     c: 'small_write',
     unit: 'bytes',
-    // Off by default. TCP coalesces a stream of tiny writes better than the redirect carries them (each
-    // redirected message locks the receiving socket and wakes its reader: docs/benchmarks.md, "Where the
-    // time goes"). The data plane judges a socket by the mean of all its writes, so a mix of mostly tiny
-    // writes with rare huge ones stays redirected. Not the default: a socket that went by TCP while in the
-    // sockhash reads through tcp_bpf_recvmsg, which gives a *blocking* read woken without data EAGAIN
-    // (README, "Byte order and flow control").
-    default: 0,
+    // TCP coalesces a stream of tiny writes better than the redirect carries them (each redirected
+    // message locks the receiving socket and wakes its reader: docs/benchmarks.md, "Where the time
+    // goes"). The data plane judges a socket by the mean of all its writes, so a mix of mostly tiny writes
+    // with rare huge ones stays redirected, and a ping-pong never builds the backlog. A sender whose peer
+    // never redirected to it then leaves the sockhash (plain TCP, no tcp_bpf on either path); 16 KiB
+    // writes gain from the redirect, so the default stays well under them.
+    default: 4096,
     max: I32_MAX,
     zero: 'off',
     help:
       'a sender whose writes so far average under this many bytes goes by TCP (until its receiver catches up) once more than ' +
-      '--small-backlog bytes wait at its receiver; 4096 suits streams of tiny writes',
+      '--small-backlog bytes wait at its receiver (and leaves the sockhash if its peer never redirected to it)',
     describe: (v, k) =>
       `small-write rule ${v === 0 ? 'off' : `senders whose writes average under ${v} B go by TCP once over ${k.smallBacklog} B are queued`}`,
   },

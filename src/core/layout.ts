@@ -8,7 +8,7 @@ import { formatAddress, parseAddress } from './address.js';
 import { KNOBS, type Knobs } from './knobs.js';
 
 /** Must equal SOCKBYPASS_LAYOUT_VERSION in bpf/sockbypass.h (checked by test). */
-export const LAYOUT_VERSION = 7;
+export const LAYOUT_VERSION = 8;
 
 interface RawSocketKey {
   localIp: Buffer;

@@ -7,7 +7,10 @@
  * directions are complete (then holds the connection open for --hold-ms so a
  * test can look at the map), and exits after closing.
  *
- * usage: node transfer.js --listen HOST --connect HOST [--port N] [--bytes N] [--chunk N] [--hold-ms N]
+ * With --reply-after the server sends only once it has received everything:
+ * a one-way stream, then the answer.
+ *
+ * usage: node transfer.js --listen HOST --connect HOST [--port N] [--bytes N] [--chunk N] [--hold-ms N] [--reply-after]
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, connect, type Socket } from 'node:net';
@@ -21,6 +24,7 @@ const { values } = parseArgs({
     bytes: { type: 'string', default: String(64 * 1024 * 1024) },
     chunk: { type: 'string', default: String(64 * 1024) },
     'hold-ms': { type: 'string', default: '0' },
+    'reply-after': { type: 'boolean', default: false },
   },
 });
 const total = Number(values.bytes);
@@ -33,8 +37,11 @@ interface Side {
   receivedBytes: number;
 }
 
-/** Send `total` bytes (a fixed random block, rotated per chunk) and hash both directions. */
-function drive(sock: Socket): Promise<Side> {
+/**
+ * Send `total` bytes (a fixed random block, rotated per chunk) and hash both directions; with
+ * `replyAfter`, start sending once `total` bytes were received.
+ */
+function drive(sock: Socket, replyAfter = false): Promise<Side> {
   const block = randomBytes(chunk + 257);
   const sentHash = createHash('sha256');
   const recvHash = createHash('sha256');
@@ -43,14 +50,24 @@ function drive(sock: Socket): Promise<Side> {
   let sendDone = false;
   let resolveSide: (s: Side) => void;
   const result = new Promise<Side>((r) => (resolveSide = r));
+  let finished = false;
   const maybeDone = () => {
-    if (sendDone && received >= total) {
+    if (sendDone && received >= total && !finished) {
+      finished = true;
       resolveSide({ sent: sentHash.digest('hex'), received: recvHash.digest('hex'), receivedBytes: received });
+    }
+  };
+  let started = false;
+  const start = () => {
+    if (!started) {
+      started = true;
+      pump();
     }
   };
   sock.on('data', (d: Buffer) => {
     recvHash.update(d);
     received += d.length;
+    if (replyAfter && received >= total) start();
     maybeDone();
   });
   const pump = () => {
@@ -68,7 +85,7 @@ function drive(sock: Socket): Promise<Side> {
     sendDone = true;
     maybeDone();
   };
-  pump();
+  if (!replyAfter) start();
   return result;
 }
 
@@ -82,7 +99,7 @@ server.listen(Number(values.port), values.listen, () => {
     server.once('connection', (s) => {
       s.setNoDelay(true);
       serverSock = s;
-      serverSide = drive(s);
+      serverSide = drive(s, values['reply-after']);
       resolve();
     }),
   );
