@@ -46,7 +46,7 @@ test('renderBenchReport lists failed reference runs, skipped workloads and clean
   assert.doesNotMatch(clean, /Reference runs that failed|Skipped:|Cleanup problems:/);
 });
 
-test('renderOnRunBytes: the share range, flow-control switches and short connections, only where present', () => {
+test('renderOnRunBytes: the share range, flow-control switches, short connections and senders that left, only where present', () => {
   const text = renderOnRunBytes([
     {
       workload: 'a',
@@ -55,6 +55,7 @@ test('renderOnRunBytes: the share range, flow-control switches and short connect
       redirectedShare: { median: 0.5, min: 0.25, max: 0.75 },
       flowToTcpMedian: 2,
       shortSkippedShare: 0,
+      socketsLeftMedian: 1,
     },
     {
       workload: 'b',
@@ -64,12 +65,19 @@ test('renderOnRunBytes: the share range, flow-control switches and short connect
       flowToTcpMedian: 0,
       shortSkippedShare: 0.5,
     },
-    { workload: 'c', title: 'gamma', runs: 0, redirectedShare: null, flowToTcpMedian: null, shortSkippedShare: null },
+    {
+      workload: 'c',
+      title: 'gamma',
+      runs: 0,
+      redirectedShare: null,
+      flowToTcpMedian: null,
+      shortSkippedShare: null,
+    },
   ]);
   assert.equal(
     text,
     'Bytes of kept ON runs that went socket to socket (the rest went by TCP under flow control):\n' +
-      '  alpha        50.0% (25.0%-75.0%), 2 switches to TCP per run (median)\n' +
+      '  alpha        50.0% (25.0%-75.0%), 2 switches to TCP per run (median); 1 sender(s) per run left the sockhash, their later bytes by plain TCP (not in the share)\n' +
       '  beta longer  100.0%; 50.0% of its sockets left on TCP as short connections (median)\n',
   );
   assert.equal(renderOnRunBytes([]), '');

@@ -13,6 +13,7 @@ import { requirePrivileged } from './support/privileged.js';
 import { withSandbox } from './support/sandbox.js';
 import { load } from '../src/core/load.js';
 import { LONG, Tally, assertIntact, counters, delta, fmtBytes, integrity } from './support/trust.js';
+import { assertInsideTcpMem, describeTcpMemory, watchTcpMemory } from './support/tcpmem.js';
 
 const tally = new Tally('trust-integrity');
 
@@ -39,6 +40,7 @@ async function accelerated(
   await withSandbox(`trust-int-${family}`, async (sb) => {
     load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
     const before = counters(sb);
+    const memory = watchTcpMemory();
     const run = await integrity(
       sb,
       [
@@ -57,6 +59,7 @@ async function accelerated(
         timeoutMs: (deadlineS + 30) * 1000,
       },
     );
+    const mem = memory.stop();
     tally.run(run);
     const d = delta(before, counters(sb));
     const payload = connections * bytesPerConn * 2;
@@ -66,9 +69,11 @@ async function accelerated(
         `${fmtBytes(run.json.bytesVerified)} verified, ${run.json.failures} failures; sockets inserted ${d.socketsInserted} of ${2 * connections} ` +
         `(missed ${missed}: map full ${d.insertMapFull}, exists ${d.insertExists}, other ${d.insertOther}; allowance ${allowance(2 * connections)}); ` +
         `redirected ${fmtBytes(d.bytesRedirected)} (${((100 * d.bytesRedirected) / payload).toFixed(1)}% of the payload) in ${d.messagesRedirected} messages; ` +
-        `passed to TCP ${fmtBytes(d.bytesPassed)} in ${d.redirectMisses} messages; flow→TCP ${d.flowToTcp ?? 'n/a'}, sticky ${d.stickyTcp ?? 'n/a'}`,
+        `passed to TCP ${fmtBytes(d.bytesPassed)} in ${d.redirectMisses} messages; flow→TCP ${d.flowToTcp ?? 'n/a'}, sticky ${d.stickyTcp ?? 'n/a'}; ` +
+        describeTcpMemory(mem),
     );
     assertIntact(run, name);
+    assertInsideTcpMem(mem, name);
     assert.ok(run.json.seconds < deadlineS, `${name}: finished within the deadline`);
     assert.ok(
       d.socketsInserted >= 2 * connections - allowance(2 * connections),
@@ -94,8 +99,20 @@ async function accelerated(
 test('1,000+ concurrent tcp4 connections, bypass loaded: every byte intact, within the deadline, and accelerated', async (t) => {
   if (!requirePrivileged(t)) return;
   await tally.track(t, async () => {
-    const n = LONG ? 4000 : 1000;
-    await accelerated(t, 'tcp4', 'tcp4', n, LONG ? '1M' : '256K', LONG ? 1024 * 1024 : 256 * 1024, LONG ? 240 : 60);
+    // LONG: 2,000 x 1 MiB, past tcp_mem[1] (pressure) on this 24 GB VM; plain TCP alone fails 4,000 x 1 MiB
+    // here (resets for memory: docs/benchmarks.md, "The long suite and tcp_mem"). Under memory pressure
+    // flow control rightly sends by TCP.
+    const n = LONG ? 2000 : 1000;
+    await accelerated(
+      t,
+      'tcp4',
+      'tcp4',
+      n,
+      LONG ? '1M' : '256K',
+      LONG ? 1024 * 1024 : 256 * 1024,
+      LONG ? 240 : 60,
+      LONG,
+    );
   });
 });
 
@@ -113,12 +130,13 @@ test('tcp4mapped (AF_INET client to a dual-stack [::] listener), bypass loaded: 
   });
 });
 
-test('large streams, no faults: 200 connections × 8 MiB each way (the faults workload), bypass loaded', async (t) => {
+test('large streams, no faults: 200 (long: 400) connections × 8 MiB each way (the faults workload), bypass loaded', async (t) => {
   if (!requirePrivileged(t)) return;
   await tally.track(t, async () => {
     // Megabytes per connection: readers lag, redirected queues grow, flow control switches senders
     // to TCP; a send must then wait or fall back, never fail, and every byte arrive intact.
-    await accelerated(t, 'large streams', 'tcp4', LONG ? 1000 : 200, '8M', 8 * 1024 * 1024, LONG ? 300 : 120, true);
+    // LONG: 400 x 8 MiB (plain TCP alone: 131 s here; 1,000 x 8 MiB misses any deadline over TCP alone).
+    await accelerated(t, 'large streams', 'tcp4', LONG ? 400 : 200, '8M', 8 * 1024 * 1024, LONG ? 300 : 120, true);
   });
 });
 

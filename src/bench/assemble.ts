@@ -131,6 +131,7 @@ function onRunBytes(workloads: readonly Workload[], runs: readonly RunRecord[]):
     const kept = runs.filter((r) => r.workload === w.id && r.mode === 'on' && r.kept && r.counters);
     const counters = kept.map((r) => r.counters as Counters);
     const shares = counters.map((c) => bytesShares(c)?.redirected).filter((v): v is number => v !== undefined);
+    const left = medianOrNull(counters.map((c) => c.socketsLeft ?? 0));
     return {
       workload: w.id,
       title: w.title,
@@ -139,6 +140,7 @@ function onRunBytes(workloads: readonly Workload[], runs: readonly RunRecord[]):
         shares.length === 0 ? null : { median: median(shares), min: Math.min(...shares), max: Math.max(...shares) },
       flowToTcpMedian: medianOrNull(counters.map((c) => c.flowToTcp)),
       shortSkippedShare: medianOrNull(counters.map(shortSkippedShare)),
+      ...(left ? { socketsLeftMedian: left } : {}),
     };
   });
 }

@@ -79,7 +79,10 @@ export function renderOnRunBytes(rows: readonly OnRunBytes[]): string {
     const short = r.shortSkippedShare
       ? `; ${pct(r.shortSkippedShare)} of its sockets left on TCP as short connections (median)`
       : '';
-    return [`  ${r.title.padEnd(titleWidth)}  ${pct(s.median)}${range}${flow}${short}`];
+    const left = r.socketsLeftMedian
+      ? `; ${r.socketsLeftMedian} sender(s) per run left the sockhash, their later bytes by plain TCP (not in the share)`
+      : '';
+    return [`  ${r.title.padEnd(titleWidth)}  ${pct(s.median)}${range}${flow}${short}${left}`];
   });
   if (lines.length === 0) return '';
   return (

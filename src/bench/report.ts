@@ -78,6 +78,11 @@ export interface OnRunBytes {
   readonly flowToTcpMedian: number | null;
   /** Median share of the sockets the short-connection rule left on TCP, per run. */
   readonly shortSkippedShare: number | null;
+  /**
+   * Median sockets per run that left the sockhash (small-write senders): their later bytes went by
+   * plain TCP, unseen by sk_msg. Absent when none left (and in reports older than the exit).
+   */
+  readonly socketsLeftMedian?: number;
 }
 
 /** Per outside-veth workload: what its ON runs' counters show (nothing may join the sockhash). */
