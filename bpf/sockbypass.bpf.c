@@ -67,6 +67,7 @@ enum exit_bits {
 	EXIT_PEER_LEFT = 2,   /* its peer left the sockhash: this socket must not redirect */
 	EXIT_MAY_LEAVE = 4,   /* this socket may leave the sockhash (prepare_leave) */
 	EXIT_LEFT = 8,        /* and did (on_tcp_ack) */
+	EXIT_PEER_TAKEN_OUT = 16, /* and then took its peer out too (on_tcp_ack) */
 };
 
 struct sock_state {
@@ -384,6 +385,21 @@ static __always_inline void service_learn(const struct service_key *svc, __u32 m
 /* A BTF view of a kernel object whose address we hold as a number. */
 #define kernel_view(type, addr) ((type *)bpf_rdonly_cast((void *)(addr), bpf_core_type_id_kernel(type)))
 
+static __always_inline struct sk_psock *psock_of(struct sock *sk)
+{
+	__u64 data = (__u64)sk->sk_user_data & ~SK_USER_DATA_FLAGS;
+
+	return data ? kernel_view(struct sk_psock, data) : NULL;
+}
+
+/* Bytes waiting in a socket's redirected (ingress_msg) queue. */
+static __always_inline __u32 redirected_queue_bytes(struct sock *sk)
+{
+	struct sk_psock *psock = psock_of(sk);
+
+	return psock ? psock->msg_tot_len : 0;
+}
+
 /* Step 1 of pairing: a listener of this load answers a SYN (see struct pair_id). */
 static __always_inline void on_syn_answered(struct bpf_sock_ops *skops)
 {
@@ -674,25 +690,46 @@ static __always_inline void on_state_change(struct bpf_sock_ops *skops)
  * An ACK of bytes this socket sent by TCP. If sk_msg found it may leave the
  * sockhash (prepare_leave), it leaves now: sock_ops may delete from a
  * sockhash, sk_msg may not. Its psock goes once no sendmsg holds it.
+ *
+ * Later ACKs take its peer out too, once that is safe: the peer never
+ * redirected (prepare_leave), so only this socket ever redirected to it, and
+ * nothing will again once this socket's psock is gone (every sendmsg that
+ * could redirect holds it, up to its return); the peer's redirected queue
+ * must then be empty, or deleting it would purge what it has not read. Only
+ * this socket could fill that queue, so empty stays empty. The delete goes by
+ * the peer's key, which only the peer's socket holds: a stale `peer_sk`
+ * address can only delay it.
  */
 static __always_inline void on_tcp_ack(struct bpf_sock_ops *skops)
 {
+	struct bpf_sock_ops_kern *kctx = bpf_cast_to_kern_ctx(skops);
 	struct socket_key key = {};
 	struct sock_state *st;
 	struct counters *c;
 	struct bpf_sock *sk = skops->sk;
+	__u64 state;
 
 	st = sk ? bpf_sk_storage_get(&sock_states, sk, 0, 0) : NULL;
-	if (!st || (st->exit_state & (EXIT_MAY_LEAVE | EXIT_LEFT)) != EXIT_MAY_LEAVE)
+	if (!st)
 		return;
-	__sync_fetch_and_or(&st->exit_state, EXIT_LEFT);
-	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_RTT_CB_FLAG);
-	socket_key_build(&key, skops, skops->family, st->netns_cookie, st->handshake);
-	if (bpf_map_delete_elem(&sock_hash, &key) == 0) {
-		c = counters_get();
-		if (c)
+	state = st->exit_state;
+	if (!(state & EXIT_MAY_LEAVE) || (state & EXIT_PEER_TAKEN_OUT))
+		return;
+	c = counters_get();
+	if (!(state & EXIT_LEFT)) {
+		__sync_fetch_and_or(&st->exit_state, EXIT_LEFT);
+		socket_key_build(&key, skops, skops->family, st->netns_cookie, st->handshake);
+		if (bpf_map_delete_elem(&sock_hash, &key) == 0 && c)
 			c->sockets_left++;
+		return;
 	}
+	if (psock_of(kernel_view(struct sock, kctx->sk)) || !st->peer_sk ||
+	    redirected_queue_bytes(kernel_view(struct sock, st->peer_sk)))
+		return;
+	__sync_fetch_and_or(&st->exit_state, EXIT_PEER_TAKEN_OUT);
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_RTT_CB_FLAG);
+	if (bpf_map_delete_elem(&sock_hash, &st->peer) == 0 && c)
+		c->sockets_left++;
 }
 
 SEC("sockops")
@@ -721,21 +758,6 @@ int sockbypass_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
-
-static __always_inline struct sk_psock *psock_of(struct sock *sk)
-{
-	__u64 data = (__u64)sk->sk_user_data & ~SK_USER_DATA_FLAGS;
-
-	return data ? kernel_view(struct sk_psock, data) : NULL;
-}
-
-/* Bytes waiting in a socket's redirected (ingress_msg) queue. */
-static __always_inline __u32 redirected_queue_bytes(struct sock *sk)
-{
-	struct sk_psock *psock = psock_of(sk);
-
-	return psock ? psock->msg_tot_len : 0;
-}
 
 #define SOCK_RCVBUF_LOCK 2
 

@@ -12,7 +12,18 @@ import assert from 'node:assert/strict';
 import { requirePrivileged } from './support/privileged.js';
 import { withSandbox } from './support/sandbox.js';
 import { load } from '../src/core/load.js';
-import { LONG, Tally, assertIntact, counters, delta, fmtBytes, integrity } from './support/trust.js';
+import {
+  LONG,
+  MULTIREAD,
+  Tally,
+  assertIntact,
+  counters,
+  delta,
+  fmtBytes,
+  integrity,
+  requireTool,
+} from './support/trust.js';
+import type { Sandbox } from './support/sandbox.js';
 import { assertInsideTcpMem, describeTcpMemory, watchTcpMemory } from './support/tcpmem.js';
 
 const tally = new Tally('trust-integrity');
@@ -173,6 +184,70 @@ test('switches forced often (64 KiB queue limit): senders leave the redirect for
         `switched more often than there are sockets: ${d.flowToTcp} switches, ${2 * connections} sockets`,
       );
       assert.ok(d.flowReturns > 0, `came back: ${d.flowReturns} returns for ${d.flowToTcp} switches`);
+    });
+  });
+});
+
+interface MultiRead {
+  connections: number;
+  readers: number;
+  bytes: number;
+  seconds: number;
+  bytesVerified: number;
+  chunks: number;
+  placed: number;
+  shortBytes: number;
+  eagain: number;
+  failures: number;
+  firstFailure: string | null;
+}
+
+async function multiread(sb: Sandbox, args: string[]): Promise<{ code: number | null; json: MultiRead }> {
+  requireTool(MULTIREAD);
+  const r = await sb.run(MULTIREAD, args, { timeoutMs: 150_000 });
+  return { code: r.code, json: JSON.parse(r.stdout) as MultiRead };
+}
+
+test('several reader threads on one socket, switches forced (64 KiB queue limit): no byte lost, duplicated or reordered', async (t) => {
+  if (!requirePrivileged(t)) return;
+  await tally.track(t, async () => {
+    await withSandbox('trust-int-multiread', async (sb) => {
+      load({ cgroup: sb.cgroup, pinDir: sb.pinDir, policy: { ports: null, ranges: null, queueLimit: 64 * 1024 } });
+      // The checker's teeth, under the same load: a writer that leaves out 5 bytes fails every stream.
+      const broken = await multiread(sb, ['--connections', '4', '--bytes', '1M', '--readers', '3', '--skip', '5']);
+      assert.equal(broken.code, 1, 'a stream with a hole is caught');
+      assert.equal(broken.json.failures >= 4, true, `every holed stream failed: ${JSON.stringify(broken.json)}`);
+
+      const connections = LONG ? 1000 : 200;
+      const before = counters(sb);
+      const run = await multiread(sb, [
+        '--connections',
+        String(connections),
+        '--bytes',
+        '2M',
+        '--readers',
+        '3',
+        '--concurrency',
+        '4',
+        '--seconds',
+        '120',
+      ]);
+      const d = delta(before, counters(sb));
+      tally.connections += connections;
+      tally.bytesVerified += run.json.bytesVerified;
+      tally.failures += run.json.failures;
+      t.diagnostic(
+        `${connections} connections × 2 MiB, 3 reader threads each: ${fmtBytes(run.json.bytesVerified)} verified in ${run.json.seconds.toFixed(2)} s, ` +
+          `${run.json.chunks} chunks (${run.json.placed} placed, ${run.json.shortBytes} B in short ones), ${run.json.failures} failures; ` +
+          `${d.flowToTcp} switches to TCP, ${d.flowReturns} back; redirected ${fmtBytes(d.bytesRedirected)}, by TCP ${fmtBytes(d.flowBytes)}; ` +
+          `EAGAIN on blocking reads: ${run.json.eagain} (tcp_bpf_recvmsg: a reader woken for bytes another thread took)`,
+      );
+      assert.equal(run.json.failures, 0, `first failure: ${run.json.firstFailure}`);
+      assert.equal(run.code, 0);
+      assert.equal(run.json.bytesVerified, connections * 2 * 1024 * 1024);
+      assert.equal(d.socketsInserted, 2 * connections, 'every socket joined');
+      assert.ok(d.flowToTcp > connections, `switched often: ${d.flowToTcp}`);
+      assert.ok(d.flowReturns > 0, `and came back: ${d.flowReturns}`);
     });
   });
 });

@@ -21,6 +21,7 @@ export const BUILD_DIR = join(PACKAGE_ROOT, 'build');
 export const SBLOAD = join(BUILD_DIR, 'sbload');
 export const ENDINGS = join(BUILD_DIR, 'endings');
 export const SLOWREADER = join(BUILD_DIR, 'slowreader');
+export const MULTIREAD = join(BUILD_DIR, 'multiread');
 export const NETNS_BLIND_OBJECT = join(BUILD_DIR, 'sockbypass-netns-blind.bpf.o');
 export const CLI = join(PACKAGE_ROOT, 'bin', 'sockbypass.js');
 
