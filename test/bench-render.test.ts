@@ -77,7 +77,7 @@ test('renderOnRunBytes: the share range, flow-control switches, short connection
   assert.equal(
     text,
     'Bytes of kept ON runs that went socket to socket (the rest went by TCP under flow control):\n' +
-      '  alpha        50.0% (25.0%-75.0%), 2 switches to TCP per run (median); 1 sender(s) per run left the sockhash, their later bytes by plain TCP (not in the share)\n' +
+      '  alpha        50.0% (25.0%-75.0%), 2 switches to TCP per run (median); 1 socket(s) per run left the sockhash (a small-write sender, then its receiver), their later bytes by plain TCP (not in the share)\n' +
       '  beta longer  100.0%; 50.0% of its sockets left on TCP as short connections (median)\n',
   );
   assert.equal(renderOnRunBytes([]), '');

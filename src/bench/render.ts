@@ -80,7 +80,7 @@ export function renderOnRunBytes(rows: readonly OnRunBytes[]): string {
       ? `; ${pct(r.shortSkippedShare)} of its sockets left on TCP as short connections (median)`
       : '';
     const left = r.socketsLeftMedian
-      ? `; ${r.socketsLeftMedian} sender(s) per run left the sockhash, their later bytes by plain TCP (not in the share)`
+      ? `; ${r.socketsLeftMedian} socket(s) per run left the sockhash (a small-write sender, then its receiver), their later bytes by plain TCP (not in the share)`
       : '';
     return [`  ${r.title.padEnd(titleWidth)}  ${pct(s.median)}${range}${flow}${short}${left}`];
   });

@@ -79,7 +79,7 @@ export interface OnRunBytes {
   /** Median share of the sockets the short-connection rule left on TCP, per run. */
   readonly shortSkippedShare: number | null;
   /**
-   * Median sockets per run that left the sockhash (small-write senders): their later bytes went by
+   * Median sockets per run that left the sockhash (small-write senders and their receivers): their later bytes went by
    * plain TCP, unseen by sk_msg. Absent when none left (and in reports older than the exit).
    */
   readonly socketsLeftMedian?: number;
