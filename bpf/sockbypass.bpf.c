@@ -56,15 +56,16 @@ enum sock_mode {
 };
 
 /*
- * struct sock_state.exit_state: the handshake that lets a sender leave the
- * sockhash (prepare_leave). Both bits live in the storage of the socket that
- * would be redirected *to*, and change only by atomic OR, so the two orders
- * of "its peer leaves" and "it redirects for the first time" are the only
- * two: whichever OR comes second sees the other's bit.
+ * struct sock_state.exit_state: how a small-write sender and then its
+ * receiver leave the sockhash (prepare_leave, on_tcp_ack). Every bit changes
+ * only by atomic OR. The first two are the handshake, and both live in the
+ * receiver's storage: the sender sets EXIT_PEER_LEFT there, the receiver sets
+ * EXIT_REDIRECTED before its first redirect, so whichever OR comes second sees
+ * the other's bit. The last three are the sender's own progress.
  */
 enum exit_bits {
 	EXIT_REDIRECTED = 1,  /* this socket has redirected at least once */
-	EXIT_PEER_LEFT = 2,   /* its peer left the sockhash: this socket must not redirect */
+	EXIT_PEER_LEFT = 2,   /* its peer leaves the sockhash: this socket must not redirect */
 	EXIT_MAY_LEAVE = 4,   /* this socket may leave the sockhash (prepare_leave) */
 	EXIT_LEFT = 8,        /* and did (on_tcp_ack) */
 	EXIT_PEER_TAKEN_OUT = 16, /* and then took its peer out too (on_tcp_ack) */

@@ -252,6 +252,47 @@ test('several reader threads on one socket, switches forced (64 KiB queue limit)
   });
 });
 
+test('small-write streams leave the sockhash mid-stream, sender then receiver, while three threads read: no byte lost, duplicated or reordered', async (t) => {
+  if (!requirePrivileged(t)) return;
+  await tally.track(t, async () => {
+    await withSandbox('trust-int-leave', async (sb) => {
+      load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
+      const connections = LONG ? 500 : 100;
+      const before = counters(sb);
+      // Writes of 1 to 128 B, one way: the small-write rule switches each sender, which leaves the
+      // sockhash (its peer never writes) and then takes its receiver out, while the readers block.
+      const run = await multiread(sb, [
+        '--connections',
+        String(connections),
+        '--bytes',
+        '1M',
+        '--max-write',
+        '128',
+        '--readers',
+        '3',
+        '--concurrency',
+        '4',
+        '--seconds',
+        '120',
+      ]);
+      const d = delta(before, counters(sb));
+      tally.connections += connections;
+      tally.bytesVerified += run.json.bytesVerified;
+      tally.failures += run.json.failures;
+      t.diagnostic(
+        `${connections} one-way streams × 1 MiB in 1-128 B writes, 3 reader threads each: ${fmtBytes(run.json.bytesVerified)} verified in ${run.json.seconds.toFixed(2)} s, ` +
+          `${run.json.failures} failures; ${d.socketsLeft} sockets left the sockhash (${d.flowToTcp} small-write switches), ` +
+          `redirected ${fmtBytes(d.bytesRedirected)} before; EAGAIN on blocking reads: ${run.json.eagain}`,
+      );
+      assert.equal(run.json.failures, 0, `first failure: ${run.json.firstFailure}`);
+      assert.equal(run.code, 0);
+      assert.equal(run.json.bytesVerified, connections * 1024 * 1024);
+      assert.equal(d.socketsInserted, 2 * connections, 'every socket joined');
+      assert.ok(d.socketsLeft >= connections, `every sender left (${d.socketsLeft} sockets left)`);
+    });
+  });
+});
+
 test('trust-integrity summary', (t) => {
   t.diagnostic(tally.line());
 });

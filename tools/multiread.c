@@ -12,7 +12,10 @@
  * stream order (a later recv returns later bytes), and the bytes of the chunks
  * too short to hold a whole word must fill exactly the gaps left: no byte
  * lost, duplicated, altered or reordered. Connections alternate which end
- * writes (the client, then the server). A blocking recv that fails with EAGAIN
+ * writes (the client, then the server). Writes are 1 to --max-write bytes
+ * (default 128 KiB); the reading end never writes, so with small writes
+ * sockbypass's small-write rule takes both sockets out of its sockhash
+ * mid-stream, while the readers wait. A blocking recv that fails with EAGAIN
  * is counted and retried. --skip B (for the checker's own test) makes each
  * writer leave out B bytes in the middle of its stream: every stream must fail.
  *
@@ -21,7 +24,7 @@
  * no stream check can tell from a fault.
  *
  * usage: multiread [--family tcp4|tcp6] [--connections N] [--concurrency N]
- *                  [--readers N] [--bytes B] [--seed N] [--seconds S] [--skip B]
+ *                  [--readers N] [--bytes B] [--max-write B] [--seed N] [--seconds S] [--skip B]
  * Output: one JSON line. Exit 0 when every stream arrived whole, 1 when one
  * did not, 2 setup error, 3 watchdog.
  */
@@ -39,7 +42,7 @@
 
 static const char USAGE[] =
 	"usage: multiread [--family tcp4|tcp6] [--connections N] [--concurrency N] [--readers N]\n"
-	"                 [--bytes B] [--seed N] [--seconds S] [--skip B]\n";
+	"                 [--bytes B] [--max-write B] [--seed N] [--seconds S] [--skip B]\n";
 
 #define MAX_READERS 8
 #define MAX_READ (64 * KiB)
@@ -48,10 +51,10 @@ static const char USAGE[] =
 
 static struct {
 	int family;
-	uint64_t connections, concurrency, readers, bytes, seed, skip;
+	uint64_t connections, concurrency, readers, bytes, seed, skip, max_write;
 	double seconds;
 } O = { .family = AF_INET, .connections = 100, .concurrency = 4, .readers = 3, .bytes = 4 * MiB, .seed = 1,
-	.seconds = 120 };
+	.max_write = MAX_WRITE, .seconds = 120 };
 
 static atomic_uint_fast64_t next_conn, chunks, placed, short_bytes, eagain, failures, verified;
 static pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -233,7 +236,7 @@ static void writer_run(struct conn *c)
 	uint64_t rng = mix64(c->key + 1), off = 0, skip = O.skip;
 
 	while (off < O.bytes) {
-		size_t n = 1 + rnd(&rng) % MAX_WRITE;
+		size_t n = 1 + rnd(&rng) % O.max_write;
 
 		if (n > O.bytes - off)
 			n = (size_t)(O.bytes - off);
@@ -338,6 +341,8 @@ int main(int argc, char **argv)
 			O.bytes = parse_u64(opt, val, 8, 1ULL << 40);
 		} else if (!strcmp(opt, "--seed")) {
 			O.seed = parse_u64(opt, val, 0, UINT64_MAX);
+		} else if (!strcmp(opt, "--max-write")) {
+			O.max_write = parse_u64(opt, val, 1, MAX_WRITE);
 		} else if (!strcmp(opt, "--skip")) {
 			O.skip = parse_u64(opt, val, 0, 1 << 20);
 		} else if (!strcmp(opt, "--seconds")) {
