@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { requirePrivileged } from './support/privileged.js';
-import { withSandbox } from './support/sandbox.js';
+import { withSandbox, type Sandbox } from './support/sandbox.js';
 import { load } from '../src/core/load.js';
 import {
   LONG,
@@ -23,7 +23,7 @@ import {
   integrity,
   requireTool,
 } from './support/trust.js';
-import type { Sandbox } from './support/sandbox.js';
+import type { Counters } from '../src/core/layout.js';
 import { assertInsideTcpMem, describeTcpMemory, watchTcpMemory } from './support/tcpmem.js';
 
 const tally = new Tally('trust-integrity');
@@ -202,10 +202,38 @@ interface MultiRead {
   firstFailure: string | null;
 }
 
-async function multiread(sb: Sandbox, args: string[]): Promise<{ code: number | null; json: MultiRead }> {
+/**
+ * Run tools/multiread under the sandbox's load (three reader threads per socket, four connections at
+ * a time): counted in the tally, described, and held to every byte placed once and in order, with
+ * both ends of every connection joined. Returns the counters' delta and the tool's report.
+ */
+async function multiread(
+  t: import('node:test').TestContext,
+  sb: Sandbox,
+  what: string,
+  o: { connections: number; mib: number; maxWrite?: number },
+): Promise<{ d: Counters; json: MultiRead }> {
   requireTool(MULTIREAD);
-  const r = await sb.run(MULTIREAD, args, { timeoutMs: 150_000 });
-  return { code: r.code, json: JSON.parse(r.stdout) as MultiRead };
+  const before = counters(sb);
+  const args = ['--connections', String(o.connections), '--bytes', `${o.mib}M`, '--readers', '3'];
+  if (o.maxWrite !== undefined) args.push('--max-write', String(o.maxWrite));
+  const r = await sb.run(MULTIREAD, [...args, '--concurrency', '4', '--seconds', '120'], { timeoutMs: 150_000 });
+  const json = JSON.parse(r.stdout) as MultiRead;
+  const d = delta(before, counters(sb));
+  tally.connections += o.connections;
+  tally.bytesVerified += json.bytesVerified;
+  tally.failures += json.failures;
+  t.diagnostic(
+    `${what}: ${o.connections} connections × ${o.mib} MiB, 3 reader threads each: ${fmtBytes(json.bytesVerified)} verified in ${json.seconds.toFixed(2)} s, ` +
+      `${json.chunks} chunks (${json.placed} placed, ${json.shortBytes} B in short ones), ${json.failures} failures; ` +
+      `${d.flowToTcp} switches to TCP, ${d.flowReturns} back, ${d.socketsLeft} sockets left the sockhash; redirected ${fmtBytes(d.bytesRedirected)}; ` +
+      `EAGAIN on blocking reads: ${json.eagain} (tcp_bpf_recvmsg: a reader woken for bytes another thread took)`,
+  );
+  assert.equal(json.failures, 0, `${what}: first failure: ${json.firstFailure}`);
+  assert.equal(r.code, 0, `${what}: multiread exited ${r.code}: ${r.stderr}`);
+  assert.equal(json.bytesVerified, o.connections * o.mib * 1024 * 1024);
+  assert.equal(d.socketsInserted, 2 * o.connections, `${what}: every socket joined`);
+  return { d, json };
 }
 
 test('several reader threads on one socket, switches forced (64 KiB queue limit): no byte lost, duplicated or reordered', async (t) => {
@@ -214,38 +242,14 @@ test('several reader threads on one socket, switches forced (64 KiB queue limit)
     await withSandbox('trust-int-multiread', async (sb) => {
       load({ cgroup: sb.cgroup, pinDir: sb.pinDir, policy: { ports: null, ranges: null, queueLimit: 64 * 1024 } });
       // The checker's teeth, under the same load: a writer that leaves out 5 bytes fails every stream.
-      const broken = await multiread(sb, ['--connections', '4', '--bytes', '1M', '--readers', '3', '--skip', '5']);
+      requireTool(MULTIREAD);
+      const broken = await sb.run(MULTIREAD, ['--connections', '4', '--bytes', '1M', '--readers', '3', '--skip', '5']);
+      const holed = JSON.parse(broken.stdout) as MultiRead;
       assert.equal(broken.code, 1, 'a stream with a hole is caught');
-      assert.equal(broken.json.failures >= 4, true, `every holed stream failed: ${JSON.stringify(broken.json)}`);
+      assert.ok(holed.failures >= 4, `every holed stream failed: ${broken.stdout}`);
 
       const connections = LONG ? 1000 : 200;
-      const before = counters(sb);
-      const run = await multiread(sb, [
-        '--connections',
-        String(connections),
-        '--bytes',
-        '2M',
-        '--readers',
-        '3',
-        '--concurrency',
-        '4',
-        '--seconds',
-        '120',
-      ]);
-      const d = delta(before, counters(sb));
-      tally.connections += connections;
-      tally.bytesVerified += run.json.bytesVerified;
-      tally.failures += run.json.failures;
-      t.diagnostic(
-        `${connections} connections × 2 MiB, 3 reader threads each: ${fmtBytes(run.json.bytesVerified)} verified in ${run.json.seconds.toFixed(2)} s, ` +
-          `${run.json.chunks} chunks (${run.json.placed} placed, ${run.json.shortBytes} B in short ones), ${run.json.failures} failures; ` +
-          `${d.flowToTcp} switches to TCP, ${d.flowReturns} back; redirected ${fmtBytes(d.bytesRedirected)}, by TCP ${fmtBytes(d.flowBytes)}; ` +
-          `EAGAIN on blocking reads: ${run.json.eagain} (tcp_bpf_recvmsg: a reader woken for bytes another thread took)`,
-      );
-      assert.equal(run.json.failures, 0, `first failure: ${run.json.firstFailure}`);
-      assert.equal(run.code, 0);
-      assert.equal(run.json.bytesVerified, connections * 2 * 1024 * 1024);
-      assert.equal(d.socketsInserted, 2 * connections, 'every socket joined');
+      const { d } = await multiread(t, sb, 'three readers, forced switches', { connections, mib: 2 });
       assert.ok(d.flowToTcp > connections, `switched often: ${d.flowToTcp}`);
       assert.ok(d.flowReturns > 0, `and came back: ${d.flowReturns}`);
     });
@@ -257,37 +261,10 @@ test('small-write streams leave the sockhash mid-stream, sender then receiver, w
   await tally.track(t, async () => {
     await withSandbox('trust-int-leave', async (sb) => {
       load({ cgroup: sb.cgroup, pinDir: sb.pinDir });
-      const connections = LONG ? 500 : 100;
-      const before = counters(sb);
       // Writes of 1 to 128 B, one way: the small-write rule switches each sender, which leaves the
       // sockhash (its peer never writes) and then takes its receiver out, while the readers block.
-      const run = await multiread(sb, [
-        '--connections',
-        String(connections),
-        '--bytes',
-        '1M',
-        '--max-write',
-        '128',
-        '--readers',
-        '3',
-        '--concurrency',
-        '4',
-        '--seconds',
-        '120',
-      ]);
-      const d = delta(before, counters(sb));
-      tally.connections += connections;
-      tally.bytesVerified += run.json.bytesVerified;
-      tally.failures += run.json.failures;
-      t.diagnostic(
-        `${connections} one-way streams × 1 MiB in 1-128 B writes, 3 reader threads each: ${fmtBytes(run.json.bytesVerified)} verified in ${run.json.seconds.toFixed(2)} s, ` +
-          `${run.json.failures} failures; ${d.socketsLeft} sockets left the sockhash (${d.flowToTcp} small-write switches), ` +
-          `redirected ${fmtBytes(d.bytesRedirected)} before; EAGAIN on blocking reads: ${run.json.eagain}`,
-      );
-      assert.equal(run.json.failures, 0, `first failure: ${run.json.firstFailure}`);
-      assert.equal(run.code, 0);
-      assert.equal(run.json.bytesVerified, connections * 1024 * 1024);
-      assert.equal(d.socketsInserted, 2 * connections, 'every socket joined');
+      const connections = LONG ? 500 : 100;
+      const { d } = await multiread(t, sb, 'leaving', { connections, mib: 1, maxWrite: 128 });
       assert.ok(d.socketsLeft >= connections, `every sender left (${d.socketsLeft} sockets left)`);
     });
   });
