@@ -12,8 +12,10 @@
  *
  * Nothing here deletes a socket that a peer may redirect to: deleting a
  * socket's entry while it has unread redirected data, or while a redirect to
- * it is in flight, loses that data. The one exit (prepare_leave) is a
- * sender whose peer has provably never redirected to it and now never will.
+ * it is in flight, loses that data. The exits (prepare_leave,
+ * leave_at_shutdown, on_tcp_ack) take a socket whose peer provably never
+ * redirected to it and now never will, and then that peer once nothing can
+ * reach it.
  * The kernel removes each socket from the map itself when it closes.
  */
 #include "vmlinux.h"
@@ -53,21 +55,31 @@ enum sock_mode {
 	MODE_TCP_FLOW = 1,    /* its receiver fell behind (flow control, small-write stream): TCP until may_return() */
 	MODE_TCP_STICKY = 2,  /* a message missed the peer: TCP for good, to keep byte order */
 	MODE_TCP_SMALL = 3,   /* a small-write stream (see small_write_stream): TCP for good */
+	MODE_TCP_PEER_LEFT = 4, /* its peer left the sockhash before this socket ever redirected: TCP for good */
 };
 
 /*
- * struct sock_state.exit_state: how a small-write sender and then its
- * receiver leave the sockhash (prepare_leave, on_tcp_ack). Every bit changes
- * only by atomic OR. The first two are the handshake, and both live in the
- * receiver's storage: the sender sets EXIT_PEER_LEFT there, the receiver sets
- * EXIT_REDIRECTED before its first redirect, so whichever OR comes second sees
- * the other's bit. The last three are the sender's own progress.
+ * Leaving the sockhash mid-connection (docs/architecture.md, "Leaving the
+ * sockhash"): a socket may leave only if its peer never redirected to it, and
+ * its leaving must forbid the peer's first redirect. The two ends settle that
+ * on one word per connection (`pair_words`), changed only by atomic OR: a
+ * socket sets its WORD_LEAVING and looks for the peer's WORD_REDIRECTED; the
+ * peer sets WORD_REDIRECTED before its first redirect and looks for
+ * WORD_LEAVING; whichever OR comes second sees the other's bit. These are the
+ * active (client) end's bits; the passive end's are shifted by
+ * WORD_SHIFT_PASSIVE.
  */
+enum pair_word_bits {
+	WORD_REDIRECTED = 1, /* this end has redirected, or is about to for the first time */
+	WORD_LEAVING = 2,    /* this end leaves the sockhash: the other must never redirect to it */
+};
+#define WORD_SHIFT_PASSIVE 2
+
+/* struct sock_state.exit_state: one socket's own progress, changed by atomic OR. */
 enum exit_bits {
-	EXIT_REDIRECTED = 1,  /* this socket has redirected at least once */
-	EXIT_PEER_LEFT = 2,   /* its peer leaves the sockhash: this socket must not redirect */
-	EXIT_MAY_LEAVE = 4,   /* this socket may leave the sockhash (prepare_leave) */
-	EXIT_LEFT = 8,        /* and did (on_tcp_ack) */
+	EXIT_REDIRECTED = 1,      /* its WORD_REDIRECTED is set: later redirects need no look */
+	EXIT_MAY_LEAVE = 4,       /* it may leave the sockhash (prepare_leave) */
+	EXIT_LEFT = 8,            /* and did (on_tcp_ack, leave_at_shutdown) */
 	EXIT_PEER_TAKEN_OUT = 16, /* and then took its peer out too (on_tcp_ack) */
 };
 
@@ -218,6 +230,19 @@ struct {
 	__type(key, struct pair_id);
 	__type(value, struct pair_entry);
 } pairs SEC(".maps");
+
+/*
+ * The word of each joined connection (enum pair_word_bits), keyed by its
+ * active end's key, which the sockhash keeps unique: inserted when the client
+ * joins, deleted when it closes. Sized by user space (one per pair). A
+ * connection without a word (the map was full) never leaves the sockhash.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__type(key, struct socket_key);
+	__type(value, __u64);
+} pair_words SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -401,6 +426,30 @@ static __always_inline __u32 redirected_queue_bytes(struct sock *sk)
 	return psock ? psock->msg_tot_len : 0;
 }
 
+/* The connection's word (pair_words): keyed by its active end's key, `own` for the active end. */
+static __always_inline __u64 *pair_word_of(const struct sock_state *st, const struct socket_key *own)
+{
+	return bpf_map_lookup_elem(&pair_words, st->passive ? &st->peer : own);
+}
+
+/* A pair_word_bits bit of this socket's end (`mine`) or of its peer's. */
+static __always_inline __u64 word_bit(const struct sock_state *st, __u64 bit, bool mine)
+{
+	return (mine ? st->passive : !st->passive) ? bit << WORD_SHIFT_PASSIVE : bit;
+}
+
+/*
+ * Set this socket's WORD_LEAVING; true if its peer never redirected to it, so
+ * it may leave (its redirected queue is empty and will stay so).
+ */
+static __always_inline bool claim_leave(const struct sock_state *st, const struct socket_key *own)
+{
+	__u64 *word = pair_word_of(st, own);
+
+	return word && !(__sync_fetch_and_or(word, word_bit(st, WORD_LEAVING, true)) &
+			 word_bit(st, WORD_REDIRECTED, false));
+}
+
 /* Step 1 of pairing: a listener of this load answers a SYN (see struct pair_id). */
 static __always_inline void on_syn_answered(struct bpf_sock_ops *skops)
 {
@@ -546,6 +595,7 @@ static __always_inline void on_active_established(struct bpf_sock_ops *skops, st
 {
 	struct pair_entry *entry;
 	struct pair_id id;
+	__u64 word = 0;
 
 	pair_id_of(&id, key, true);
 	entry = bpf_map_lookup_elem(&pairs, &id);
@@ -579,6 +629,9 @@ static __always_inline void on_active_established(struct bpf_sock_ops *skops, st
 		return;
 	}
 	entry->active = *key;
+	/* Before JOINED, so the server end's first send finds it. BPF_ANY: a word
+	 * under this key can only be this socket's (the sockhash took the key). */
+	bpf_map_update_elem(&pair_words, key, &word, BPF_ANY);
 	/* Atomic exchange: the key above is visible before JOINED is. */
 	__sync_lock_test_and_set(&entry->state, PAIR_JOINED);
 	if (c)
@@ -657,6 +710,34 @@ static __always_inline void on_established(struct bpf_sock_ops *skops, bool acti
 		on_passive_established(skops, &key, family, c);
 }
 
+/*
+ * This socket sent its FIN (shutdown(SHUT_WR) or close): it will send nothing
+ * more. If its peer never redirected to it, it leaves the sockhash now, before
+ * its reader waits for the answer: there, tcp_bpf_recvmsg would give a
+ * blocking read EAGAIN when the ACK of this FIN wakes it (README, "Known
+ * limitation"); tcp_recvmsg waits on. The peer's answer then goes by TCP.
+ */
+static __always_inline void leave_at_shutdown(struct bpf_sock_ops *skops)
+{
+	struct socket_key key = {};
+	struct sock_state *st;
+	struct counters *c;
+	struct bpf_sock *sk = skops->sk;
+
+	st = sk ? bpf_sk_storage_get(&sock_states, sk, 0, 0) : NULL;
+	if (!st || (st->exit_state & EXIT_LEFT))
+		return;
+	socket_key_build(&key, skops, skops->family, st->netns_cookie, st->handshake);
+	if (!(st->exit_state & EXIT_MAY_LEAVE) && !claim_leave(st, &key))
+		return;
+	__sync_fetch_and_or(&st->exit_state, EXIT_MAY_LEAVE | EXIT_LEFT);
+	if (bpf_map_delete_elem(&sock_hash, &key) == 0) {
+		c = counters_get();
+		if (c)
+			c->sockets_left++;
+	}
+}
+
 static __always_inline void on_state_change(struct bpf_sock_ops *skops)
 {
 	struct socket_key key = {};
@@ -666,6 +747,10 @@ static __always_inline void on_state_change(struct bpf_sock_ops *skops)
 	struct bpf_sock *sk;
 	__u32 family = skops->family;
 
+	if (skops->args[1] == BPF_TCP_FIN_WAIT1 || skops->args[1] == BPF_TCP_LAST_ACK) {
+		leave_at_shutdown(skops);
+		return;
+	}
 	if (skops->args[1] != BPF_TCP_CLOSE)
 		return;
 	sk = skops->sk;
@@ -682,6 +767,8 @@ static __always_inline void on_state_change(struct bpf_sock_ops *skops)
 	if (c)
 		c->sockets_closed++;
 	socket_key_build(&key, skops, family, st->netns_cookie, st->handshake);
+	if (!st->passive)
+		bpf_map_delete_elem(&pair_words, &key);
 	service_of(&svc, &key, st->passive);
 	service_learn(&svc, st->messages > SERVICE_SAMPLE_MAX ? SERVICE_SAMPLE_MAX : (__u32)st->messages);
 	emit_event(skops, &key, family, EVENT_CLOSED, 0);
@@ -915,25 +1002,38 @@ static __always_inline bool may_return(struct sock *me, struct sock_state *st, c
  * on each write, no program run, no tcp_bpf_recvmsg. Leaving frees its psock
  * once its current sendmsg returns, and the kernel purges a psock's queue of
  * redirected bytes with it; a redirect to it already past the map lookup
- * would be lost too. So it leaves only if its peer has never redirected to
- * it (then that queue is empty), and the same atomic OR on the peer's
- * exit_state that checks this forbids the peer's first redirect from now on
- * (see the EXIT_REDIRECTED check in sockbypass_redirect). Its own redirects
- * in flight go to the peer, which stays in the map. `peer` is the socket this
- * message was just redirected to. sk_msg may not delete from a sockhash, so
- * this only marks the socket; its next TCP ACK runs sock_ops, which deletes
- * it (on_tcp_ack).
+ * would be lost too. So it leaves only if its peer never redirected to it,
+ * settled on the connection's word (claim_leave), which also forbids the
+ * peer's first redirect. Its own redirects in flight go to the peer, which
+ * stays in the map. sk_msg may not delete from a sockhash, so this only marks
+ * the socket; its next TCP ACK runs sock_ops, which deletes it (on_tcp_ack).
  */
-static __always_inline void prepare_leave(struct sock *peer, struct sock_state *st)
+static __always_inline void prepare_leave(struct sk_msg_md *msg, struct sock_state *st)
 {
-	struct sock_state *peer_st;
+	struct socket_key key = {};
 
-	peer_st = bpf_sk_storage_get(&sock_states, peer, 0, 0);
-	if (!peer_st)
-		return;
-	if (__sync_fetch_and_or(&peer_st->exit_state, EXIT_PEER_LEFT) & EXIT_REDIRECTED)
-		return;
-	__sync_fetch_and_or(&st->exit_state, EXIT_MAY_LEAVE);
+	if (!st->passive)
+		socket_key_build(&key, msg, msg->family, st->netns_cookie, st->handshake);
+	if (claim_leave(st, &key))
+		__sync_fetch_and_or(&st->exit_state, EXIT_MAY_LEAVE);
+}
+
+/*
+ * Before a socket's first redirect: set its WORD_REDIRECTED, so its peer never
+ * leaves the sockhash from now on; false if the peer already left (or is
+ * leaving), and this socket must not redirect to it.
+ */
+static __always_inline bool may_redirect_first(struct sk_msg_md *msg, struct sock_state *st)
+{
+	struct socket_key key = {};
+	__u64 *word;
+
+	__sync_fetch_and_or(&st->exit_state, EXIT_REDIRECTED);
+	if (!st->passive)
+		socket_key_build(&key, msg, msg->family, st->netns_cookie, st->handshake);
+	word = pair_word_of(st, &key);
+	return !word || !(__sync_fetch_and_or(word, word_bit(st, WORD_REDIRECTED, true)) &
+			  word_bit(st, WORD_LEAVING, false));
 }
 
 static __always_inline void count_passed(struct counters *c, __u64 size)
@@ -994,14 +1094,13 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 		count_passed(c, size);
 		return SK_PASS;
 	}
-	/* This socket's first redirect: from now on its peer must not leave
-	 * the sockhash, unless it already did (see prepare_leave). */
-	if (!(st->exit_state & EXIT_REDIRECTED) &&
-	    (__sync_fetch_and_or(&st->exit_state, EXIT_REDIRECTED) & EXIT_PEER_LEFT)) {
-		st->mode = MODE_TCP_STICKY;
-		if (c)
-			c->sticky_tcp++;
-		count_passed(c, size);
+	if (!(st->exit_state & EXIT_REDIRECTED) && !may_redirect_first(msg, st))
+		st->mode = MODE_TCP_PEER_LEFT;
+	if (st->mode == MODE_TCP_PEER_LEFT) {
+		if (c) {
+			c->peer_left_messages++;
+			c->peer_left_bytes += size;
+		}
 		return SK_PASS;
 	}
 	verdict = bpf_msg_redirect_hash(msg, &sock_hash, &st->peer, BPF_F_INGRESS);
@@ -1031,7 +1130,7 @@ int sockbypass_redirect(struct sk_msg_md *msg)
 		st->mode = MODE_TCP_SMALL;
 		if (c)
 			c->flow_to_tcp++;
-		prepare_leave(target, st);
+		prepare_leave(msg, st);
 	} else if (must_use_tcp(target, size, cfg)) {
 		st->mode = MODE_TCP_FLOW;
 		if (c)

@@ -94,7 +94,7 @@ struct counters {
 	__u64 flow_messages;     /* messages sent by TCP after flow control switched their socket */
 	__u64 flow_bytes;
 	__u64 flow_to_tcp;       /* switches to TCP: the receiver fell behind (a socket may switch many times) */
-	__u64 sticky_tcp;        /* sockets that missed their peer (or whose peer left) and stay on TCP */
+	__u64 sticky_tcp;        /* sockets that missed their peer and stay on TCP */
 	__u64 short_skipped;     /* sockets left on TCP: their service's connections are short */
 	__u64 pairs_joined;      /* connections whose two ends both joined the sockhash */
 	__u64 left_no_peer;      /* sockets left on TCP: the peer is no socket of this load on this host */
@@ -102,6 +102,8 @@ struct counters {
 	__u64 pair_unjoined;     /* active ends taken out again: their passive end could not join */
 	__u64 flow_returns;      /* switches back from TCP to the redirect: the receiver caught up */
 	__u64 sockets_left;      /* sockets that left the sockhash mid-connection: TCP for good, with no tcp_bpf */
+	__u64 peer_left_messages; /* messages sent by TCP because the peer left the sockhash */
+	__u64 peer_left_bytes;
 };
 
 enum event_type {

@@ -376,7 +376,8 @@ test('small-write rule (on by default): a stream of 64 B writes leaves the sockh
     const off = await iperf3(sb, [], '127.0.0.1', '64');
     t.diagnostic(`iperf3 -l 64, rule off: ${(off.bitsPerSecond / 1e6).toFixed(1)} Mbit/s, all redirected`);
     assert.equal(off.delta.flowToTcp, 0, 'rule off: the 64 B stream stays redirected');
-    assert.equal(off.delta.socketsLeft, 0, 'rule off: nothing leaves');
+    // (Its client still leaves when it closes: its FIN, and the server never wrote.)
+    assert.ok(off.delta.bytesRedirected >= off.bytes * 0.9, 'rule off: the stream went socket to socket');
     withPinnedState(sb.pinDir, (s) => writePolicy(s.maps, { ports: null, ranges: null }));
 
     let before = counters(sb);
@@ -397,7 +398,6 @@ test('small-write rule (on by default): a stream of 64 B writes leaves the sockh
       d.flowToTcp - d.flowReturns <= 1,
       `128 KiB stream: ${d.flowToTcp} switches to TCP, ${d.flowReturns} back`,
     );
-    assert.equal(d.socketsLeft, 0, '128 KiB stream: nothing leaves');
   });
 });
 

@@ -171,7 +171,7 @@ export const COUNTERS = [
     unit: 'sockets',
     metric: {
       name: 'sockbypass_sticky_tcp_sockets_total',
-      help: 'Sockets whose message missed their peer (early data, or a peer that left the sockhash) and stay on TCP for good (keeps byte order).',
+      help: 'Sockets whose message missed their peer (early data) and stay on TCP for good (keeps byte order).',
     },
   },
   {
@@ -250,7 +250,29 @@ export const COUNTERS = [
     unit: 'sockets',
     metric: {
       name: 'sockbypass_sockets_left_total',
-      help: 'Sockets that left the sockhash mid-connection (a small-write stream whose peer never redirected to it): plain TCP from then on.',
+      help: 'Sockets that left the sockhash mid-connection (a small-write sender, or a socket that sent its FIN, whose peer never redirected to it; then that peer): plain TCP from then on.',
+    },
+  },
+  {
+    name: 'peerLeftMessages',
+    c: 'peer_left_messages',
+    label: 'peer left: messages',
+    kind: 'counter',
+    unit: 'messages',
+    metric: {
+      name: 'sockbypass_peer_left_messages_total',
+      help: 'Messages sent by TCP because the peer left the sockhash before this socket ever redirected (see sockbypass_sockets_left_total).',
+    },
+  },
+  {
+    name: 'peerLeftBytes',
+    c: 'peer_left_bytes',
+    label: 'peer left: bytes',
+    kind: 'counter',
+    unit: 'bytes',
+    metric: {
+      name: 'sockbypass_peer_left_bytes_total',
+      help: 'Bytes of those messages.',
     },
   },
 ] as const satisfies readonly CounterSpec[];

@@ -47,6 +47,11 @@ export function pendingPairsFor(maxEntries: number): number {
   return Math.max(4096, Math.ceil(maxEntries / 8));
 }
 
+/** The `pair_words` map holds one word per joined connection: half the sockhash's sockets. */
+export function pairWordsFor(maxEntries: number): number {
+  return Math.ceil(maxEntries / 2);
+}
+
 export interface LoadOptions {
   /** cgroup v2 directory to attach to; default the cgroup2 mount's root. */
   cgroup?: string;
@@ -152,6 +157,7 @@ function loadFresh(pinDir: string, objectPath: string, cgroupDir: string, option
   const obj = loadOurObject(objectPath, (o) => {
     o.setMaxEntries('sock_hash', maxEntries);
     o.setMaxEntries('pairs', pendingPairsFor(maxEntries));
+    o.setMaxEntries('pair_words', pairWordsFor(maxEntries));
   });
   const links: Link[] = [];
   const pinned: string[] = [];
