@@ -710,22 +710,31 @@ static __always_inline void on_established(struct bpf_sock_ops *skops, bool acti
 		on_passive_established(skops, &key, family, c);
 }
 
+#define O_NONBLOCK 04000
+
 /*
  * This socket sent its FIN (shutdown(SHUT_WR) or close): it will send nothing
- * more. If its peer never redirected to it, it leaves the sockhash now, before
- * its reader waits for the answer: there, tcp_bpf_recvmsg would give a
- * blocking read EAGAIN when the ACK of this FIN wakes it (README, "Known
- * limitation"); tcp_recvmsg waits on. The peer's answer then goes by TCP.
+ * more. A blocking socket whose peer never redirected to it leaves the
+ * sockhash now, before its reader waits for the answer: there,
+ * tcp_bpf_recvmsg would give the blocking read EAGAIN when the ACK of this FIN
+ * wakes it (README, "Known limitation"); tcp_recvmsg waits on. The peer's
+ * answer then goes by TCP. A non-blocking socket (an event loop) takes EAGAIN
+ * as "wait" anyway, and stays, so the answer stays redirected.
  */
 static __always_inline void leave_at_shutdown(struct bpf_sock_ops *skops)
 {
+	struct bpf_sock_ops_kern *kctx = bpf_cast_to_kern_ctx(skops);
 	struct socket_key key = {};
 	struct sock_state *st;
 	struct counters *c;
 	struct bpf_sock *sk = skops->sk;
+	struct socket *sock;
 
 	st = sk ? bpf_sk_storage_get(&sock_states, sk, 0, 0) : NULL;
 	if (!st || (st->exit_state & EXIT_LEFT))
+		return;
+	sock = kernel_view(struct sock, kctx->sk)->sk_socket;
+	if (!sock || !sock->file || (sock->file->f_flags & O_NONBLOCK))
 		return;
 	socket_key_build(&key, skops, skops->family, st->netns_cookie, st->handshake);
 	if (!(st->exit_state & EXIT_MAY_LEAVE) && !claim_leave(st, &key))

@@ -101,10 +101,6 @@ async function transfer(
     '40',
     '--seed',
     String(o.seed),
-    // No end waits half-closed: a socket that shuts down before its peer ever redirected to it leaves
-    // the sockhash (docs/architecture.md, "Leaving the sockhash"), and the peer's bytes then go by
-    // TCP; these tests are about pairing through NAT.
-    '--no-half-close',
   ];
   const before = counters(sb);
   const server = startIntegrity(sb, ['--role', 'server', '--listen', o.listen, '--ready-file', ready, ...common], {

@@ -368,9 +368,6 @@ static int tx_step(struct iworker *w, struct ep *e)
 	}
 	left = O.bytes - e->tx_off;
 	if (left == 0) {
-		/* --no-half-close: no end waits half-closed for the other's bytes. */
-		if (O.no_half_close && !(e->rx_known && e->rx_off >= O.bytes))
-			return 0;
 		if (shutdown(e->fd, SHUT_WR) < 0) {
 			ep_fail(e, "shutdown: %s", strerror(errno));
 			return -1;

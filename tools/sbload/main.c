@@ -60,14 +60,13 @@ static const char USAGE[] = "usage: sbload <stream|rr|crr|integrity> [options]\n
 			    "           --no-linger0 (default: SO_LINGER{1,0}, close sends RST)\n"
 			    "integrity: --connections N (default 100) --bytes B (per direction, default 256K)\n"
 			    "           --seed X --early-data --server-first\n"
-			    "           --no-half-close (shut down only once the peer's stream is read)\n"
 			    "BYTES accept K, M, G suffixes (powers of 1024).\n"
 			    "Output: one JSON object on stdout. Exit 0 ok, 1 integrity failures, 2 error, 3 watchdog.\n";
 
 enum {
 	OPT_FAMILY = 256, OPT_ROLE, OPT_LISTEN, OPT_CONNECT, OPT_BIND, OPT_READY, OPT_SECONDS, OPT_TIMEOUT,
 	OPT_SIZE, OPT_READ_SIZE, OPT_STREAMS, OPT_COUNT, OPT_WARMUP, OPT_LINGER0, OPT_NO_LINGER0,
-	OPT_CONNECTIONS, OPT_BYTES, OPT_SEED, OPT_EARLY, OPT_SERVER_FIRST, OPT_NO_HALF_CLOSE, OPT_CORRUPT, OPT_HELP,
+	OPT_CONNECTIONS, OPT_BYTES, OPT_SEED, OPT_EARLY, OPT_SERVER_FIRST, OPT_CORRUPT, OPT_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -91,7 +90,6 @@ static const struct option long_opts[] = {
 	{ "seed", required_argument, NULL, OPT_SEED },
 	{ "early-data", no_argument, NULL, OPT_EARLY },
 	{ "server-first", no_argument, NULL, OPT_SERVER_FIRST },
-	{ "no-half-close", no_argument, NULL, OPT_NO_HALF_CLOSE },
 	/* Test hook, deliberately not in usage(): corrupt this offset of connection 0's
 	 * client->server stream on the wire, after hashing. */
 	{ "corrupt-test-byte", required_argument, NULL, OPT_CORRUPT },
@@ -169,7 +167,6 @@ static void parse_args(int argc, char **argv)
 		case OPT_SEED: O.seed = parse_u64("--seed", optarg, 0, UINT64_MAX); break;
 		case OPT_EARLY: O.early_data = true; break;
 		case OPT_SERVER_FIRST: O.server_first = true; break;
-		case OPT_NO_HALF_CLOSE: O.no_half_close = true; break;
 		case OPT_CORRUPT: O.corrupt_byte = (int64_t)parse_u64("--corrupt-test-byte", optarg, 0, 1ULL << 40); break;
 		case OPT_HELP: fputs(USAGE, stdout); exit(0);
 		default:
@@ -192,8 +189,8 @@ static void parse_args(int argc, char **argv)
 		usage_error("--role client needs --connect");
 	if (O.role == ROLE_SERVER && O.connect)
 		usage_error("--connect is for the client role");
-	if (O.mode != MODE_INTEGRITY && (O.early_data || O.server_first || O.no_half_close || O.corrupt_byte >= 0))
-		usage_error("--early-data, --server-first, --no-half-close and --corrupt-test-byte are integrity options");
+	if (O.mode != MODE_INTEGRITY && (O.early_data || O.server_first || O.corrupt_byte >= 0))
+		usage_error("--early-data, --server-first and --corrupt-test-byte are integrity options");
 	if (!size_set)
 		O.size = O.mode == MODE_STREAM ? 128 * KiB : 64;
 	if (!read_size_set)

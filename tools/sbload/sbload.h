@@ -38,7 +38,7 @@ struct opts {
 	uint64_t bytes;
 	uint64_t seed;
 	const char *listen, *connect, *bind, *ready_file;
-	bool early_data, server_first, no_half_close;
+	bool early_data, server_first;
 	int64_t corrupt_byte; /* -1: off */
 };
 
