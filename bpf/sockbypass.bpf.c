@@ -788,8 +788,8 @@ static __always_inline void on_state_change(struct bpf_sock_ops *skops)
  * sockhash (prepare_leave), it leaves now: sock_ops may delete from a
  * sockhash, sk_msg may not. Its psock goes once no sendmsg holds it.
  *
- * Later ACKs take its peer out too, once that is safe: the peer never
- * redirected (prepare_leave), so only this socket ever redirected to it, and
+ * Later ACKs take its peer out too, once that is safe: only this socket ever
+ * redirects to it (the peer's key is stored nowhere else), and
  * nothing will again once this socket's psock is gone (every sendmsg that
  * could redirect holds it, up to its return); the peer's redirected queue
  * must then be empty, or deleting it would purge what it has not read. Only
