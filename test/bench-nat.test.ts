@@ -8,7 +8,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requirePrivileged, requireTools } from './support/privileged.js';
 import { waitFor } from './support/sandbox.js';
@@ -29,9 +29,9 @@ import { verifyOffRun, verifyOnRun, type OnObservation, type PairedExpectation }
 import { findTools, selectWorkloads, WORKLOADS } from '../src/bench/workloads.js';
 import { ToolFailure } from '../src/bench/env.js';
 import { zeroCounters, type Counters } from '../src/core/layout.js';
-import { cgroup2Mount } from '../src/os/cgroup.js';
 import { PACKAGE_ROOT } from '../src/core/paths.js';
-import { startBenchCli } from './support/bench-cli.js';
+import { benchLeftovers, startBenchCli } from './support/bench-cli.js';
+import { netnsNames } from './support/netns.js';
 
 const CGROUP = '/sys/fs/cgroup/unified/sockbypass-bench-1';
 const NAT_IDS = [
@@ -355,31 +355,6 @@ test('service (iptables): three namespaces routed through a node that forwards a
 
 // ------------------------------------------------------------------ privileged
 
-function netnsNames(): string[] {
-  return execFileSync('ip', ['netns', 'list'], { stdio: ['ignore', 'pipe', 'pipe'] })
-    .toString()
-    .split('\n')
-    .map((l) => l.split(' ')[0] ?? '')
-    .filter(Boolean);
-}
-
-/** The bench's cgroups, pin folders and namespaces, by the bench's PID. */
-function leftovers(pid: number): string[] {
-  const mount = cgroup2Mount();
-  const prefix = `sockbypass-bench-${pid}`;
-  return [
-    ...readdirSync(mount)
-      .filter((n) => n.startsWith(prefix))
-      .map((n) => join(mount, n)),
-    ...readdirSync('/sys/fs/bpf')
-      .filter((n) => n.startsWith(prefix))
-      .map((n) => join('/sys/fs/bpf', n)),
-    ...netnsNames()
-      .filter((n) => n.startsWith(prefix))
-      .map((n) => `netns ${n}`),
-  ];
-}
-
 /** The host namespace's own nat and filter rules (the rows must never add any there). */
 function hostRules(iptables: string): string {
   return ['nat', 'filter']
@@ -458,7 +433,7 @@ test('bench CLI smoke: nat-sidecar-out-rr, one pair of 1 s: ON paired both hops 
   assert.deepEqual(report.cleanupProblems, []);
   assert.equal(existsSync(report.settings.cgroup), false, 'bench cgroup removed');
   assert.equal(existsSync(report.settings.pinDir), false, 'bench pin folder removed');
-  assert.deepEqual(leftovers(pid), [], 'no cgroup, pin folder or namespace left');
+  assert.deepEqual(benchLeftovers(pid), [], 'no cgroup, pin folder or namespace left');
   for (const p of report.processes) {
     // nsenter and the shell exec the command: a PID still running it would show exactly its argv.
     const command = p.command.split(' -- ').pop() ?? p.command;
@@ -484,7 +459,7 @@ test('bench CLI on a nat row interrupted by SIGINT mid-run exits 130 and leaves 
     const code = await exited;
     assert.equal(code, 130, bench.stderr());
     assert.match(bench.stderr(), /interrupted by SIGINT/);
-    assert.deepEqual(leftovers(pid), []);
+    assert.deepEqual(benchLeftovers(pid), []);
     assert.equal(hostRules(iptables), rulesBefore, "the host namespace's rules are untouched");
   } finally {
     if (child.exitCode === null && child.signalCode === null) process.kill(-pid, 'SIGKILL');

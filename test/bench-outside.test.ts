@@ -8,8 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { requirePrivileged, requireTools } from './support/privileged.js';
 import { waitFor } from './support/sandbox.js';
@@ -22,8 +21,8 @@ import { runBench } from '../src/bench/runner.js';
 import { expectsLeftAlone, verifyOnRun, type LeftAloneExpectation, type OnObservation } from '../src/bench/verify.js';
 import { findTools, selectWorkloads, WORKLOADS } from '../src/bench/workloads.js';
 import { zeroCounters, type Counters } from '../src/core/layout.js';
-import { cgroup2Mount } from '../src/os/cgroup.js';
-import { startBenchCli } from './support/bench-cli.js';
+import { benchLeftovers, startBenchCli } from './support/bench-cli.js';
+import { netnsNames } from './support/netns.js';
 
 const CGROUP = '/sys/fs/cgroup/unified/sockbypass-bench-1';
 const OUTSIDE_IDS = ['outside-veth-128K', 'outside-veth-1K', 'outside-veth-pingpong-64', 'outside-veth-crr'];
@@ -225,31 +224,6 @@ test('leftAloneSummaries: sockets inserted over every ON run (refused ones too),
 
 // ------------------------------------------------------------------ privileged
 
-function netnsNames(): string[] {
-  return execFileSync('ip', ['netns', 'list'], { stdio: ['ignore', 'pipe', 'pipe'] })
-    .toString()
-    .split('\n')
-    .map((l) => l.split(' ')[0] ?? '')
-    .filter(Boolean);
-}
-
-/** The bench's cgroups, pin folders and namespaces, by the bench's PID. */
-function leftovers(pid: number): string[] {
-  const mount = cgroup2Mount();
-  const prefix = `sockbypass-bench-${pid}`;
-  return [
-    ...readdirSync(mount)
-      .filter((n) => n.startsWith(prefix))
-      .map((n) => join(mount, n)),
-    ...readdirSync('/sys/fs/bpf')
-      .filter((n) => n.startsWith(prefix))
-      .map((n) => join('/sys/fs/bpf', n)),
-    ...netnsNames()
-      .filter((n) => n.startsWith(prefix))
-      .map((n) => `netns ${n}`),
-  ];
-}
-
 function needTools(t: import('node:test').TestContext): boolean {
   const tools = findTools();
   const missing = (['sbload', 'ip', 'nsenter'] as const).filter((name) => tools[name] === undefined);
@@ -322,7 +296,7 @@ test('bench smoke: outside-veth-crr, one pair of 1 s: ON inserted nothing and le
   assert.deepEqual(report.cleanupProblems, []);
   assert.equal(existsSync(report.settings.cgroup), false, 'bench cgroup removed');
   assert.equal(existsSync(report.settings.pinDir), false, 'bench pin folder removed');
-  assert.deepEqual(leftovers(process.pid), [], 'no cgroup, pin folder or namespace left');
+  assert.deepEqual(benchLeftovers(process.pid), [], 'no cgroup, pin folder or namespace left');
 });
 
 test('bench CLI on an outside row interrupted by SIGINT mid-run exits 130 and leaves no namespace, cgroup or pin behind', async (t) => {
@@ -339,7 +313,7 @@ test('bench CLI on an outside row interrupted by SIGINT mid-run exits 130 and le
     const code = await exited;
     assert.equal(code, 130, bench.stderr());
     assert.match(bench.stderr(), /interrupted by SIGINT/);
-    assert.deepEqual(leftovers(pid), []);
+    assert.deepEqual(benchLeftovers(pid), []);
   } finally {
     if (child.exitCode === null && child.signalCode === null) process.kill(-pid, 'SIGKILL');
   }

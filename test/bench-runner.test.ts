@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requirePrivileged, requireTools } from './support/privileged.js';
@@ -35,7 +35,7 @@ import {
 } from '../src/bench/workloads.js';
 import { zeroCounters, type Counters } from '../src/core/layout.js';
 import { cgroup2Mount } from '../src/os/cgroup.js';
-import { startBenchCli } from './support/bench-cli.js';
+import { benchLeftovers, startBenchCli } from './support/bench-cli.js';
 
 const MB = 1024 * 1024;
 const CGROUP = '/sys/fs/cgroup/unified/sockbypass-bench-1';
@@ -309,19 +309,6 @@ test('packets on lo: tcpdump\'s captured count, never "received by filter" (whic
 
 // ------------------------------------------------------------------ privileged
 
-function ourLeftovers(pid: number): string[] {
-  const mount = cgroup2Mount();
-  const prefix = `sockbypass-bench-${pid}`;
-  return [
-    ...readdirSync(mount)
-      .filter((n) => n.startsWith(prefix))
-      .map((n) => join(mount, n)),
-    ...readdirSync('/sys/fs/bpf')
-      .filter((n) => n.startsWith(prefix))
-      .map((n) => join('/sys/fs/bpf', n)),
-  ];
-}
-
 function alive(pid: number, comm: string): boolean {
   try {
     return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === comm;
@@ -403,7 +390,7 @@ test('bench smoke: iperf3 -l 128K, one pair of 1 s: ON redirected, OFF not, JSON
   assert.equal(report.cleanupProblems.length, 0, report.cleanupProblems.join('; '));
   assert.equal(existsSync(report.settings.cgroup), false, 'bench cgroup removed');
   assert.equal(existsSync(report.settings.pinDir), false, 'bench pin folder removed');
-  assert.deepEqual(ourLeftovers(process.pid), []);
+  assert.deepEqual(benchLeftovers(process.pid), []);
   const ours = new Set([on.programIds.sockOps, on.programIds.skMsg]);
   // Programs are freed once their last reference (sockets, links) is gone; allow the kernel a moment.
   await waitFor(() => !bpftoolPrograms().some((p) => ours.has(p.id)), 5000).catch(() => undefined);
@@ -436,7 +423,7 @@ test('bench CLI interrupted by SIGINT mid-run exits 130 and leaves nothing behin
     const code = await exited;
     assert.equal(code, 130, bench.stderr());
     assert.match(bench.stderr(), /interrupted by SIGINT; its processes, pins and cgroup were removed/);
-    assert.deepEqual(ourLeftovers(child.pid as number), []);
+    assert.deepEqual(benchLeftovers(child.pid as number), []);
   } finally {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }

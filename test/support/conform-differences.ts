@@ -21,6 +21,17 @@ export interface DocumentedDifference {
 const URGENT_WHY =
   'bpf_tcp_ingress queues the bytes of a redirected sendmsg without its flags: MSG_OOB is dropped, no urgent pointer, no tcp_check_urg on the receiver';
 
+/** oob_drained, over 127.0.0.1 and over ::1 alike. */
+const OOB_DRAINED_FIELDS: DocumentedDifference['fields'] = {
+  poll: { plain: 'IN|PRI|OUT|RDNORM|WRNORM', bypass: 'IN|OUT|RDNORM|WRNORM' },
+  select_except: { plain: 1, bypass: 0 },
+  sigurg: { plain: 1, bypass: 0 },
+  atmark_before: { plain: 1, bypass: 0 },
+  recv1: { plain: 3, bypass: 4 },
+  recv1_data: { plain: 'def', bypass: '!def' },
+  recv_oob: { plain: 'EINVAL', bypass: 'EAGAIN' },
+};
+
 export const DOCUMENTED_DIFFERENCES: readonly DocumentedDifference[] = [
   {
     case: 'oob_unread',
@@ -43,30 +54,14 @@ export const DOCUMENTED_DIFFERENCES: readonly DocumentedDifference[] = [
   },
   {
     case: 'oob_drained',
-    fields: {
-      poll: { plain: 'IN|PRI|OUT|RDNORM|WRNORM', bypass: 'IN|OUT|RDNORM|WRNORM' },
-      select_except: { plain: 1, bypass: 0 },
-      sigurg: { plain: 1, bypass: 0 },
-      atmark_before: { plain: 1, bypass: 0 },
-      recv1: { plain: 3, bypass: 4 },
-      recv1_data: { plain: 'def', bypass: '!def' },
-      recv_oob: { plain: 'EINVAL', bypass: 'EAGAIN' },
-    },
+    fields: OOB_DRAINED_FIELDS,
     what: 'urgent byte delivered inline (receiver had read everything before it)',
     why: URGENT_WHY,
     fixable: 'sockbypass',
   },
   {
     case: 'oob_drained_v6',
-    fields: {
-      poll: { plain: 'IN|PRI|OUT|RDNORM|WRNORM', bypass: 'IN|OUT|RDNORM|WRNORM' },
-      select_except: { plain: 1, bypass: 0 },
-      sigurg: { plain: 1, bypass: 0 },
-      atmark_before: { plain: 1, bypass: 0 },
-      recv1: { plain: 3, bypass: 4 },
-      recv1_data: { plain: 'def', bypass: '!def' },
-      recv_oob: { plain: 'EINVAL', bypass: 'EAGAIN' },
-    },
+    fields: OOB_DRAINED_FIELDS,
     what: 'the same over ::1',
     why: URGENT_WHY,
     fixable: 'sockbypass',
